@@ -1,1 +1,1 @@
-"""Mensa."""
+"""Mensa benchmarks: `mensa bench COMMAND`; each prints figures and the conditions."""

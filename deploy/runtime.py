@@ -26,7 +26,7 @@ def configure_logging(fmt: str = "console", level: str = "info", component: str 
         raise ValueError(f"unknown log format {fmt!r}; choose one of {', '.join(LOG_FORMATS)}")
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
-        raise ValueError(f"unknown log level {level!r}")
+        raise ValueError(f"unknown log level {level!r}")  # noqa: TRY004
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()

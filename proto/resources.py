@@ -52,7 +52,7 @@ def _to_milli(value: float, name: str) -> int:
         raise ResourceError(f"resource {name!r}: scalar must be finite, got {value}")
     if value < 0:
         raise ResourceError(f"resource {name!r}: scalar must not be negative, got {value}")
-    return int(round(value * MILLI))
+    return round(value * MILLI)
 
 
 def _normalize(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
@@ -60,8 +60,7 @@ def _normalize(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
     out: list[list[int]] = []
     for begin, end in sorted(intervals):
         if out and begin <= out[-1][1] + 1:
-            if end > out[-1][1]:
-                out[-1][1] = end
+            out[-1][1] = max(out[-1][1], end)
         else:
             out.append([begin, end])
     return tuple((b, e) for b, e in out)
@@ -235,7 +234,7 @@ class Resources:
         Type = mensa_pb2.Value
 
         def base(name: str, role: str, type_: int) -> mensa_pb2.Resource:
-            r = mensa_pb2.Resource(name=name, type=type_)  # type: ignore[arg-type]
+            r = mensa_pb2.Resource(name=name, type=type_)
             if role != UNRESERVED:
                 res = r.reservations.add()
                 res.type = mensa_pb2.Resource.ReservationInfo.STATIC
@@ -270,13 +269,13 @@ class Resources:
         merged: dict[str, list[Interval]] = {}
         for (name, _role), intervals in self._ranges.items():
             merged.setdefault(name, []).extend(intervals)
-        for name, intervals in merged.items():
-            out[name] = format_ranges(_normalize(intervals))
+        for name, merged_intervals in merged.items():
+            out[name] = format_ranges(_normalize(merged_intervals))
         sets: dict[str, set[str]] = {}
-        for (name, _role), items in self._sets.items():
-            sets.setdefault(name, set()).update(items)
-        for name, items in sets.items():
-            out[name] = "{" + ",".join(sorted(items)) + "}"
+        for (name, _role), members in self._sets.items():
+            sets.setdefault(name, set()).update(members)
+        for name, merged_items in sets.items():
+            out[name] = "{" + ",".join(sorted(merged_items)) + "}"
         return out
 
     def __str__(self) -> str:

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import zmq
 from google.protobuf.message import DecodeError
-
 from mensa.proto import internal_pb2
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -49,8 +48,7 @@ class Endpoint:
     def parse(text: str, default_port: int = 5050) -> Endpoint:
         """Parses ``HOST:PORT``, ``tcp://HOST:PORT`` or ``HOST``; raises ValueError when malformed."""
         value = text.strip()
-        if value.startswith("tcp://"):
-            value = value[len("tcp://") :]
+        value = value.removeprefix("tcp://")
         if not value:
             raise ValueError("empty master address")
         host, sep, port_text = value.rpartition(":")

@@ -1,1 +1,1 @@
-"""Mensa."""
+"""HTTP endpoints of the master."""

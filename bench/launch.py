@@ -1,0 +1,139 @@
+"""``mensa bench launch``: launch trivial tasks through the SDK and time them.
+
+Starts a standalone master and two agents on loopback (as separate processes), then runs a
+scheduler in this process that launches ``--tasks`` tasks running ``true`` as fast as offers allow.
+Prints tasks per second (ACCEPT sent to RUNNING received) and the p50/p99 of that latency, plus the
+time until every task had FINISHED. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from mensa.deploy.processes import ManagedProcess, kill_processes_under, mensa_argv
+from mensa.deploy.runtime import configure_logging
+from mensa.frameworks import Scheduler, SchedulerDriver
+from mensa.proto import mensa_pb2
+from mensa.proto.resources import Resources
+
+TASK = Resources.parse("cpus:0.01;mem:1")
+
+
+class LaunchBench(Scheduler):
+    """Launches ``total`` tasks of ``true``, packing each offer, and timestamps their updates."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.next = 0
+        self.accepted_at: dict[str, float] = {}
+        self.running_at: dict[str, float] = {}
+        self.finished_at: dict[str, float] = {}
+        self.failed = 0
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+
+    def resource_offers(self, driver: SchedulerDriver, offers: list[mensa_pb2.Offer]) -> None:
+        for offer in offers:
+            left = Resources.from_proto(offer.resources)
+            tasks = []
+            while self.next < self.total and left.contains(TASK):
+                task = mensa_pb2.TaskInfo(name=f"bench-{self.next}")
+                task.task_id.value = f"bench-{self.next}"
+                task.agent_id.CopyFrom(offer.agent_id)
+                task.resources.extend(TASK.to_proto())
+                task.command.value = "true"
+                tasks.append(task)
+                left = left - TASK
+                self.next += 1
+            if not tasks:
+                driver.decline_offer(offer.id, 60.0)
+                continue
+            now = time.perf_counter()
+            with self.lock:
+                for task in tasks:
+                    self.accepted_at[task.task_id.value] = now
+            driver.launch_tasks(offer.id, tasks, 0.0)
+
+    def status_update(self, driver: SchedulerDriver, status: mensa_pb2.TaskStatus) -> None:
+        now = time.perf_counter()
+        task_id = status.task_id.value
+        with self.lock:
+            if status.state == mensa_pb2.TASK_RUNNING:
+                self.running_at.setdefault(task_id, now)
+            elif status.state == mensa_pb2.TASK_FINISHED:
+                self.finished_at.setdefault(task_id, now)
+            elif status.state in (mensa_pb2.TASK_FAILED, mensa_pb2.TASK_ERROR, mensa_pb2.TASK_LOST,
+                                  mensa_pb2.TASK_DROPPED, mensa_pb2.TASK_KILLED):
+                self.failed += 1
+            if len(self.finished_at) + self.failed >= self.total:
+                self.done.set()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", type=int, default=2000, help="tasks to launch (default 2000)")
+    parser.add_argument("--agents", type=int, default=2, help="agents to start (default 2)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format, "warning", component="bench")
+    root = Path(tempfile.mkdtemp(prefix="mensa-bench-"))
+    procs: list[ManagedProcess] = []
+    try:
+        master = ManagedProcess("master", mensa_argv(
+            "master", "--work-dir", str(root / "master"), "--port", "0", "--http-port", "0",
+            "--log-level", "warning"), root / "master").start()
+        procs.append(master)
+        ep = master.endpoints()
+        address = f"127.0.0.1:{ep['zmq_port']}"
+        for i in range(args.agents):
+            agent = ManagedProcess(f"agent{i}", mensa_argv(
+                "agent", "--master", address, "--work-dir", str(root / f"agent{i}"), "--http-port", "0",
+                "--resources", f"cpus:64;mem:65536;disk:1000;ports:[{31000 + i * 1000}-{31999 + i * 1000}]",
+                "--log-level", "warning"), root / f"agent{i}").start()
+            procs.append(agent)
+            agent.endpoints()
+        bench = LaunchBench(args.tasks)
+        info = mensa_pb2.FrameworkInfo(name="launch-bench", user="root")
+        driver = SchedulerDriver(bench, info, address)
+        started = time.perf_counter()
+        driver.start()
+        finished = bench.done.wait(args.timeout)
+        wall = time.perf_counter() - started
+        driver.stop()
+        driver.join()
+        if not finished:
+            print(f"timed out after {args.timeout:g}s: {len(bench.running_at)} running, "
+                  f"{len(bench.finished_at)} finished, {bench.failed} failed")
+            return 1
+        latencies = [bench.running_at[t] - bench.accepted_at[t] for t in bench.running_at]
+        first = min(bench.accepted_at.values())
+        last_running = max(bench.running_at.values())
+        last_finished = max(bench.finished_at.values()) if bench.finished_at else last_running
+        print("mensa bench launch")
+        print(f"  conditions: {args.tasks} tasks of `true` (cpus:0.01;mem:1), {args.agents} agents, "
+              f"1 standalone master, 1 SDK scheduler, all on loopback; {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}")
+        print(f"  launch throughput (first ACCEPT -> last RUNNING): "
+              f"{len(latencies) / (last_running - first):,.0f} tasks/s")
+        print(f"  ACCEPT -> RUNNING latency: p50 {_percentile(latencies, 0.50) * 1000:.1f} ms, "
+              f"p99 {_percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
+        print(f"  all {len(bench.finished_at)} tasks FINISHED after {last_finished - first:.2f} s "
+              f"({len(bench.finished_at) / (last_finished - first):,.0f} tasks/s); failed: {bench.failed}; "
+              f"wall {wall:.2f} s")
+        return 0 if bench.failed == 0 else 1
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        kill_processes_under(root)

@@ -1,0 +1,81 @@
+"""The ``mensa`` command: one entry point for every component and tool.
+
+    mensa master --work-dir DIR [--port 5050] [--http-port 5051] ...
+    mensa agent --master HOST:PORT --work-dir DIR [--resources ...] ...
+    mensa scheduler run MODULE:CLASS --master HOST:PORT
+    mensa state --master HOST:PORT
+    mensa local                      # a whole local cluster with the example scheduler
+    mensa bench launch               # the launch benchmark
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from importlib import import_module
+
+# (command, module, help); each module has add_arguments(parser) and run(args) -> int.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("master", "mensa.master.main", "run a master"),
+    ("agent", "mensa.agent.main", "run an agent"),
+    ("state", "mensa.deploy.state_cli", "print a cluster's agents, frameworks and tasks"),
+    ("local", "mensa.deploy.local", "run a local cluster (master, agents, example scheduler)"),
+]
+NESTED: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
+    "scheduler": ("run framework schedulers", [
+        ("run", "mensa.frameworks.runner", "run a Scheduler class: mensa scheduler run MODULE:CLASS"),
+    ]),
+    "bench": ("benchmarks (print figures)", [
+        ("launch", "mensa.bench.launch", "launch trivial tasks through the SDK and time them"),
+    ]),
+}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument("--log-format", choices=("console", "json"), default="console",
+                       help="console (readable) or json (one object per line)")
+    group.add_argument("--log-level", default="info", help="debug, info, warning or error")
+
+
+def _add(sub: argparse._SubParsersAction, name: str, module: str, help_: str) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(name, help=help_, description=help_)
+    import_module(module).add_arguments(parser)
+    _common(parser)
+    parser.set_defaults(_module=module)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mensa",
+        description="Mensa: a two-level, offer-based cluster manager in the family of Apache Mesos.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module, help_ in COMMANDS:
+        _add(sub, name, module, help_)
+    for group, (help_, commands) in NESTED.items():
+        gp = sub.add_parser(group, help=help_, description=help_)
+        gsub = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+        for name, module, sub_help in commands:
+            _add(gsub, name, module, sub_help)
+        gp.set_defaults(_help=gp.print_help)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = getattr(args, "_module", None)
+    if module is None:
+        getattr(args, "_help", parser.print_help)()
+        return 2
+    run: Callable[[argparse.Namespace], int] = import_module(module).run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

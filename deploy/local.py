@@ -1,0 +1,109 @@
+"""``mensa local``: a whole cluster on this machine, with the example scheduler.
+
+Starts one standalone master, N agents (each with its own port range) and the example
+``HelloScheduler``; shows the scheduler's tasks completing; stops everything it started, by pid,
+on Ctrl-C (or when the scheduler is done, with ``--exit-when-done``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mensa.deploy.processes import ManagedProcess, mensa_argv
+
+EXAMPLE = "mensa.frameworks.examples.hello:HelloScheduler"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--work-dir", help="where the cluster keeps its files (default: a new temp dir)")
+    parser.add_argument("--agents", type=int, default=2, help="how many agents (default 2)")
+    parser.add_argument("--port", type=int, default=5050, help="master ZeroMQ port (0 = any free)")
+    parser.add_argument("--http-port", type=int, default=5051, help="master HTTP port (0 = any free)")
+    parser.add_argument("--agent-resources", default="cpus:2;mem:2048;disk:4096",
+                        help="resources of each agent (ports are added, one range per agent)")
+    parser.add_argument("--tasks", type=int, default=10, help="tasks the example scheduler runs")
+    parser.add_argument("--scheduler", default=EXAMPLE,
+                        help="MODULE:CLASS of the scheduler to run ('' for none)")
+    parser.add_argument("--exit-when-done", action="store_true",
+                        help="stop the cluster once the scheduler has finished")
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        data: dict[str, Any] = json.load(response)
+        return data
+
+
+def _wait_agents(http: str, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if len(_get(f"{http}/state")["agents"]) >= count:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{count} agents did not register within {timeout:g}s")
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.work_dir or tempfile.mkdtemp(prefix="mensa-local-")).resolve()
+    log_flags = ["--log-format", args.log_format, "--log-level", args.log_level]
+    started: list[ManagedProcess] = []
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        master = ManagedProcess("master", mensa_argv(
+            "master", "--work-dir", str(root / "master"), "--port", str(args.port),
+            "--http-port", str(args.http_port), *log_flags), root / "master").start()
+        started.append(master)
+        ep = master.endpoints()
+        address = f"127.0.0.1:{ep['zmq_port']}"
+        http = f"http://127.0.0.1:{ep['http_port']}"
+        for i in range(args.agents):
+            ports = f"ports:[{31000 + i * 1000}-{31999 + i * 1000}]"
+            agent_dir = root / f"agent{i + 1}"
+            agent = ManagedProcess(f"agent{i + 1}", mensa_argv(
+                "agent", "--master", address, "--work-dir", str(agent_dir), "--http-port", "0",
+                "--resources", f"{args.agent_resources};{ports}", "--hostname", f"agent{i + 1}",
+                *log_flags), agent_dir).start()
+            started.append(agent)
+        _wait_agents(http, args.agents)
+        print(f"\nMensa is up: master {address}, HTTP {http}/state, {args.agents} agents.")
+        print(f"Files and logs in {root}.  Try: mensa state --master {address}\n", flush=True)
+        scheduler = None
+        if args.scheduler:
+            scheduler = ManagedProcess("scheduler", mensa_argv(
+                "scheduler", "run", args.scheduler, "--master", address, *log_flags),
+                root / "scheduler").start(env={"MENSA_HELLO_TASKS": str(args.tasks)},
+                                          inherit_output=True)
+            started.append(scheduler)
+        while not stop.is_set():
+            if scheduler is not None and not scheduler.alive():
+                code = scheduler.proc.returncode if scheduler.proc else 1
+                print(f"\nThe scheduler finished (exit code {code}).", flush=True)
+                scheduler = None
+                if args.exit_when_done:
+                    break
+                print("The cluster keeps running; Ctrl-C stops it.", flush=True)
+            stop.wait(0.2)
+    finally:
+        print("Stopping the cluster...", flush=True)
+        for process in reversed(started):
+            process.stop()
+        print("Stopped; no process left behind.", flush=True)
+    return code

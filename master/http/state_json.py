@@ -1,0 +1,189 @@
+"""The master's /state document, in the shape of Mesos's /master/state (pure).
+
+Scripts written for Mesos read ``state["slaves"]``, ``task["slave_id"]`` and friends, so those
+keys are present; Mensa's own names (``agents``, ``agent_id``) sit beside them and are preferred.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+from mensa.master.records import AgentRecord, FrameworkRecord, TaskRecord
+from mensa.master.state import MasterState
+from mensa.proto import mensa_pb2
+from mensa.proto.resources import Resources
+
+
+def _attributes(agent: AgentRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attr in agent.info.attributes:
+        if attr.type == mensa_pb2.Value.SCALAR:
+            out[attr.name] = attr.scalar.value
+        elif attr.type == mensa_pb2.Value.TEXT:
+            out[attr.name] = attr.text.value
+        elif attr.type == mensa_pb2.Value.RANGES:
+            out[attr.name] = "[" + ", ".join(f"{r.begin}-{r.end}" for r in attr.ranges.range) + "]"
+        else:
+            out[attr.name] = "{" + ",".join(attr.set.item) + "}"
+    return out
+
+
+def _status(status: mensa_pb2.TaskStatus) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "state": mensa_pb2.TaskState.Name(status.state),
+        "timestamp": status.timestamp,
+    }
+    if status.message:
+        out["message"] = status.message
+    if status.HasField("reason"):
+        out["reason"] = mensa_pb2.TaskStatus.Reason.Name(status.reason)
+    if status.HasField("healthy"):
+        out["healthy"] = status.healthy
+    return out
+
+
+def task_json(task: TaskRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": task.task_id,
+        "name": task.info.name or task.task_id,
+        "framework_id": task.framework_id,
+        "executor_id": "",
+        "agent_id": task.agent_id,
+        "slave_id": task.agent_id,
+        "state": mensa_pb2.TaskState.Name(task.state),
+        "resources": task.resources.to_json(),
+        "statuses": [_status(s) for s in task.statuses],
+    }
+    if task.info.HasField("labels"):
+        out["labels"] = [{"key": lb.key, "value": lb.value} for lb in task.info.labels.labels]
+    if task.info.HasField("container"):
+        out["container"] = json_format.MessageToDict(task.info.container, preserving_proto_field_name=True)
+    return out
+
+
+def framework_json(state: MasterState, framework: FrameworkRecord, active: bool) -> dict[str, Any]:
+    used = Resources.empty()
+    for task in framework.tasks.values():
+        if not task.released:
+            used = used + task.resources
+    offers = state.offers.for_framework(framework.framework_id)
+    offered = Resources.empty()
+    for offer in offers:
+        offered = offered + offer.resources
+    info = framework.info
+    return {
+        "id": framework.framework_id,
+        "name": info.name,
+        "user": info.user,
+        "hostname": info.hostname,
+        "webui_url": info.webui_url,
+        "principal": info.principal,
+        "role": info.role or "*",
+        "roles": framework.roles,
+        "failover_timeout": info.failover_timeout,
+        "checkpoint": info.checkpoint,
+        "capabilities": [mensa_pb2.FrameworkInfo.Capability.Type.Name(c.type) for c in info.capabilities],
+        "active": active and framework.connected,
+        "connected": framework.connected,
+        "recovered": framework.recovered,
+        "registered_time": framework.registered_at,
+        "reregistered_time": framework.reregistered_at,
+        "unregistered_time": framework.disconnected_at,
+        "resources": (used + offered).to_json(),
+        "used_resources": used.to_json(),
+        "offered_resources": offered.to_json(),
+        "tasks": [task_json(t) for t in framework.tasks.values()],
+        "completed_tasks": [task_json(t) for t in framework.completed],
+        "offers": [
+            {"id": o.offer_id, "framework_id": o.framework_id, "agent_id": o.agent_id,
+             "slave_id": o.agent_id, "resources": o.resources.to_json()}
+            for o in offers
+        ],
+        "executors": [],
+    }
+
+
+def agent_json(state: MasterState, agent: AgentRecord) -> dict[str, Any]:
+    used = Resources.empty()
+    for framework_id, task_id in agent.tasks:
+        task = state.frameworks[framework_id].tasks.get(task_id)
+        if task is not None and not task.released:
+            used = used + task.resources
+    offered = state.offers.offered_on(agent.agent_id)
+    return {
+        "id": agent.agent_id,
+        "pid": f"agent@{agent.hostname}:{agent.http_port}",
+        "hostname": agent.hostname,
+        "port": agent.http_port,
+        "attributes": _attributes(agent),
+        "resources": agent.total.to_json(),
+        "used_resources": used.to_json(),
+        "offered_resources": offered.to_json(),
+        "unreserved_resources": agent.total.unreserved().to_json(),
+        "reserved_resources": {},
+        "registered_time": agent.registered_at,
+        "reregistered_time": agent.reregistered_at,
+        "active": True,
+        "version": agent.version,
+        "tasks": len(agent.tasks),
+    }
+
+
+def state_json(state: MasterState, *, started_at: float, elected_at: float | None) -> dict[str, Any]:
+    """Returns the whole /state document."""
+    info = state.config.master_info
+    leader = f"master@{info.address.ip}:{info.address.port}"
+    agents = [agent_json(state, a) for a in state.agents.values()]
+    return {
+        "version": info.version,
+        "id": info.id,
+        "pid": leader,
+        "hostname": info.hostname,
+        "start_time": started_at,
+        "elected_time": elected_at,
+        "leader": leader,
+        "leader_info": json_format.MessageToDict(info, preserving_proto_field_name=True),
+        "activated_agents": len(agents),
+        "activated_slaves": len(agents),
+        "deactivated_agents": 0,
+        "deactivated_slaves": 0,
+        "agents": agents,
+        "slaves": agents,
+        "frameworks": [framework_json(state, f, True) for f in state.frameworks.values()],
+        "completed_frameworks": [framework_json(state, f, False)
+                                 for f in state.completed_frameworks.values()],
+        "orphan_tasks": [],
+        "unregistered_frameworks": [],
+    }
+
+
+def metrics_json(state: MasterState) -> dict[str, float]:
+    """Returns Mesos-style metric names and values for /metrics/snapshot."""
+    c = state.counters
+    live = sum(len(f.tasks) for f in state.frameworks.values())
+    by_state: dict[str, int] = {}
+    for framework in state.frameworks.values():
+        for task in framework.tasks.values():
+            name = mensa_pb2.TaskState.Name(task.state).lower()
+            by_state[name] = by_state.get(name, 0) + 1
+    out: dict[str, float] = {
+        "master/elected": 1,
+        "master/agents_active": len(state.agents),
+        "master/agent_removals": c.agents_removed,
+        "master/frameworks_connected": sum(1 for f in state.frameworks.values() if f.connected),
+        "master/frameworks_disconnected": sum(1 for f in state.frameworks.values() if not f.connected),
+        "master/outstanding_offers": len(state.offers),
+        "master/offers_sent": c.offers_sent,
+        "master/offers_accepted": c.offers_accepted,
+        "master/offers_declined": c.offers_declined,
+        "master/offers_rescinded": c.offers_rescinded,
+        "master/tasks_launched": c.tasks_launched,
+        "master/tasks_invalid": c.tasks_invalid,
+        "master/tasks_live": live,
+        "master/status_updates": c.status_updates,
+        "master/invalid_messages": c.invalid_messages,
+    }
+    for name, count in by_state.items():
+        out[f"master/{name}"] = count
+    return out

@@ -1,0 +1,56 @@
+"""``mensa master``: flags and entry point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from mensa.deploy.runtime import configure_logging
+from mensa.master.service import MasterOptions, serve
+from mensa.proto.transport import DEFAULT_MAX_MESSAGE_BYTES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--work-dir", required=True, help="directory for endpoints.json and state")
+    parser.add_argument("--ip", default="127.0.0.1",
+                        help="address to bind (0.0.0.0 for every interface; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5050, help="ZeroMQ port (0 = pick a free one)")
+    parser.add_argument("--http-port", type=int, default=5051, help="HTTP port (0 = pick a free one)")
+    parser.add_argument("--hostname", help="hostname to advertise (default: this machine's)")
+    parser.add_argument("--advertise-ip", help="IP to advertise when binding 0.0.0.0")
+    parser.add_argument("--allocation-interval", type=float, default=1.0,
+                        help="seconds between periodic allocation passes")
+    parser.add_argument("--agent-ping-timeout", type=float, default=15.0,
+                        help="seconds to wait for an agent's pong (also the ping period)")
+    parser.add_argument("--max-agent-ping-timeouts", type=int, default=5,
+                        help="missed pongs after which an agent is removed")
+    parser.add_argument("--framework-heartbeat-interval", type=float, default=15.0,
+                        help="seconds between HEARTBEAT events; 3 silent intervals disconnect")
+    parser.add_argument("--offer-timeout", type=float, default=None,
+                        help="seconds after which an unanswered offer is rescinded (default: never)")
+    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
+                        help="largest message accepted on the ZeroMQ socket")
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format, args.log_level, component="master")
+    for name in ("allocation_interval", "agent_ping_timeout", "framework_heartbeat_interval"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"--{name.replace('_', '-')} must be positive")
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    opts = MasterOptions(
+        work_dir=args.work_dir,
+        ip=args.ip,
+        port=args.port,
+        http_port=args.http_port,
+        hostname=args.hostname,
+        advertise_ip=args.advertise_ip,
+        allocation_interval=args.allocation_interval,
+        agent_ping_timeout=args.agent_ping_timeout,
+        max_agent_ping_timeouts=args.max_agent_ping_timeouts,
+        framework_heartbeat_interval=args.framework_heartbeat_interval,
+        offer_timeout=args.offer_timeout,
+        max_message_bytes=args.max_message_bytes,
+    )
+    return asyncio.run(serve(opts))

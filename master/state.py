@@ -1,0 +1,572 @@
+"""The master's state machine: agents, frameworks, tasks and offers (pure).
+
+``MasterState`` takes what arrives (``handle(Received(peer, envelope), now)``), the passage of
+time (``tick(now)``) and allocation passes (``allocate(now)``), and returns the messages to send
+as ``Send(peer, envelope)`` commands. It never touches a socket or reads the clock; the shell in
+``master/service.py`` does both. Scheduler calls are handled in ``master/calls.py``.
+
+Invariants (tests check them): every unit of an agent's resources is free, offered to exactly one
+framework, or used by exactly one live task; an offer id is used at most once; task ids are unique
+within a framework; only terminal updates release resources, and only once.
+
+Usage::
+
+    state = MasterState(MasterConfig(master_info=info))
+    sends = state.handle(Received(peer, envelope), now=time.time())
+    sends += state.allocate(now)
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import structlog
+from mensa.master.allocator import Allocator
+from mensa.master.offers import OfferBook, Retired
+from mensa.master.records import (
+    AgentRecord,
+    FrameworkRecord,
+    Peer,
+    TaskRecord,
+    is_terminal,
+)
+from mensa.master.validation import validate_id
+from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2
+from mensa.proto.resources import ResourceError, Resources
+
+log = structlog.get_logger(__name__)
+
+Event = scheduler_pb2.Event
+ErrorCode = internal_pb2.Error
+MAX_REMOVED_AGENTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Command: deliver ``envelope`` to ``peer``."""
+
+    peer: Peer
+    envelope: internal_pb2.Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """Event: a decoded envelope arrived from ``peer``."""
+
+    peer: Peer
+    envelope: internal_pb2.Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUnreachable:
+    """Event: a message to ``peer`` could not be delivered (it is gone)."""
+
+    peer: Peer
+
+
+@dataclass(slots=True)
+class MasterConfig:
+    """Settings of the state machine (flags of ``mensa master``)."""
+
+    master_info: mensa_pb2.MasterInfo
+    agent_ping_timeout: float = 15.0
+    max_agent_ping_timeouts: int = 5
+    heartbeat_interval: float = 15.0
+    # A framework silent for this many heartbeat intervals is considered disconnected.
+    framework_silence_intervals: float = 3.0
+    offer_timeout: float | None = None
+
+
+@dataclass(slots=True)
+class Counters:
+    """Monotonic counters for /metrics and logs."""
+
+    offers_sent: int = 0
+    offers_declined: int = 0
+    offers_accepted: int = 0
+    offers_rescinded: int = 0
+    tasks_launched: int = 0
+    tasks_invalid: int = 0
+    status_updates: int = 0
+    invalid_messages: int = 0
+    agents_removed: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class MasterState:
+    """All the master knows, and the rules for changing it."""
+
+    def __init__(self, config: MasterConfig, allocator: Allocator | None = None) -> None:
+        self.config = config
+        self.master_id = config.master_info.id
+        self.allocator = allocator or Allocator()
+        self.offers = OfferBook()
+        self.agents: dict[str, AgentRecord] = {}
+        self.frameworks: dict[str, FrameworkRecord] = {}
+        self.completed_frameworks: OrderedDict[str, FrameworkRecord] = OrderedDict()
+        self.removed_agents: OrderedDict[str, float] = OrderedDict()
+        self.peer_agent: dict[Peer, str] = {}
+        self.peer_framework: dict[Peer, str] = {}
+        self.counters = Counters()
+        self.allocation_pending = False
+        self._next = {"framework": 0, "agent": 0, "offer": 0}
+
+    # -- ids ---------------------------------------------------------------------------------
+
+    def _new_id(self, kind: str) -> str:
+        n = self._next[kind]
+        self._next[kind] = n + 1
+        if kind == "framework":
+            return f"{self.master_id}-{n:04d}"
+        return f"{self.master_id}-{'S' if kind == 'agent' else 'O'}{n}"
+
+    # -- entry points ------------------------------------------------------------------------
+
+    def handle(self, event: Received | PeerUnreachable, now: float) -> list[Send]:
+        """Applies one event; returns the messages to send."""
+        if isinstance(event, PeerUnreachable):
+            return self._peer_unreachable(event.peer, now)
+        envelope = event.envelope
+        kind = envelope.WhichOneof("message")
+        if kind == "call":
+            from mensa.master.calls import handle_call
+
+            return handle_call(self, event.peer, envelope.call, now)
+        if kind == "pong":
+            return self._pong(event.peer, now)
+        if kind == "register_agent":
+            return self._register_agent(event.peer, envelope.register_agent, now)
+        if kind == "status_update":
+            return self._status_update(event.peer, envelope.status_update, now)
+        if kind == "master_info_request":
+            reply = internal_pb2.MasterInfoResponse(leading=True)
+            reply.master_info.CopyFrom(self.config.master_info)
+            reply.leader.CopyFrom(self.config.master_info)
+            return [Send(event.peer, internal_pb2.Envelope(master_info_response=reply))]
+        if kind == "error":
+            log.warning("peer_reported_error", code=envelope.error.code, message=envelope.error.message)
+            return []
+        return [self.reject(event.peer, f"a master does not take {kind} messages", refused=str(kind))]
+
+    def reject(
+        self, peer: Peer, message: str, *, code: int = ErrorCode.BAD_REQUEST, refused: str = ""
+    ) -> Send:
+        """Returns the error reply for a refused message, and logs it."""
+        self.counters.invalid_messages += 1
+        log.warning("message_refused", reason=message, refused=refused, code=ErrorCode.Code.Name(code))
+        err = internal_pb2.Error(code=code, message=message, refused=refused)
+        return Send(peer, internal_pb2.Envelope(error=err))
+
+    # -- agents ------------------------------------------------------------------------------
+
+    def _register_agent(self, peer: Peer, msg: internal_pb2.RegisterAgent, now: float) -> list[Send]:
+        info = msg.agent_info
+        if not info.hostname:
+            return [self.reject(peer, "agent_info.hostname must not be empty", refused="register_agent")]
+        try:
+            total = Resources.from_proto(info.resources)
+        except ResourceError as exc:
+            return [self.reject(peer, f"agent resources are invalid: {exc}", refused="register_agent")]
+        requested_id = info.id.value if info.HasField("id") else ""
+        if requested_id:
+            error = validate_id("agent", requested_id)
+            if error:
+                return [self.reject(peer, error, refused="register_agent")]
+            if requested_id in self.removed_agents:
+                log.warning("removed_agent_refused", agent_id=requested_id)
+                shutdown = internal_pb2.ShutdownAgent(
+                    message=f"agent {requested_id} was removed from the cluster; register anew"
+                )
+                return [Send(peer, internal_pb2.Envelope(shutdown_agent=shutdown))]
+        elif peer in self.peer_agent:
+            # A retried first registration whose reply crossed it: answer it again.
+            return [self._registered_reply(self.agents[self.peer_agent[peer]])]
+
+        sends: list[Send] = []
+        agent = self.agents.get(requested_id) if requested_id else None
+        if agent is not None:
+            sends += self._rescind_agent_offers(agent, now)
+            self.allocator.remove_agent(agent.agent_id)
+            self.peer_agent.pop(agent.peer, None)
+            agent.peer = peer
+            agent.info.CopyFrom(info)
+            agent.total = total
+            agent.reregistered_at = now
+            event = "agent_reregistered"
+        else:
+            agent_id = requested_id or self._new_id("agent")
+            agent = AgentRecord(agent_id, peer, mensa_pb2.AgentInfo(), total, registered_at=now)
+            agent.info.CopyFrom(info)
+            self.agents[agent_id] = agent
+            event = "agent_readmitted" if requested_id else "agent_registered"
+        agent.info.id.value = agent.agent_id
+        agent.http_port = msg.http_port or info.port
+        agent.version = msg.version
+        agent.missed_pings = 0
+        agent.awaiting_pong = False
+        agent.next_ping_at = now + self.config.agent_ping_timeout
+        self.peer_agent[peer] = agent.agent_id
+
+        sends += self._reconcile_agent_tasks(agent, msg, now)
+        allocated: dict[str, Resources] = {}
+        for framework_id, task_id in agent.tasks:
+            task = self.frameworks[framework_id].tasks[task_id]
+            if not task.released:
+                allocated[framework_id] = allocated.get(framework_id, Resources.empty()) + task.resources
+        self.allocator.add_agent(agent.agent_id, total, allocated)
+        self.allocation_pending = True
+        log.info(event, agent_id=agent.agent_id, hostname=info.hostname, resources=str(total),
+                 tasks=len(agent.tasks))
+        sends.append(self._registered_reply(agent))
+        return sends
+
+    def _registered_reply(self, agent: AgentRecord) -> Send:
+        reply = internal_pb2.AgentRegistered(
+            ping_interval_seconds=self.config.agent_ping_timeout,
+            ping_timeout_seconds=self.config.agent_ping_timeout * (self.config.max_agent_ping_timeouts + 1),
+        )
+        reply.agent_id.value = agent.agent_id
+        reply.master_info.CopyFrom(self.config.master_info)
+        return Send(agent.peer, internal_pb2.Envelope(agent_registered=reply))
+
+    def _reconcile_agent_tasks(
+        self, agent: AgentRecord, msg: internal_pb2.RegisterAgent, now: float
+    ) -> list[Send]:
+        """Merges the tasks an agent reports with what the master knows of that agent."""
+        sends: list[Send] = []
+        infos = {f.id.value: f for f in msg.frameworks if f.HasField("id")}
+        reported: set[tuple[str, str]] = set()
+        for task in msg.tasks:
+            framework_id, task_id = task.framework_id.value, task.task_id.value
+            if not framework_id or validate_id("task", task_id):
+                log.warning("reported_task_ignored", agent_id=agent.agent_id, task_id=task_id)
+                continue
+            framework = self.frameworks.get(framework_id)
+            if framework is None:
+                if framework_id in self.completed_frameworks:
+                    sd = internal_pb2.ShutdownFramework()
+                    sd.framework_id.value = framework_id
+                    sends.append(Send(agent.peer, internal_pb2.Envelope(shutdown_framework=sd)))
+                    continue
+                framework = self._recover_framework(framework_id, infos.get(framework_id), now)
+            key = (framework_id, task_id)
+            reported.add(key)
+            record = framework.tasks.get(task_id)
+            if record is None:
+                try:
+                    resources = Resources.from_proto(task.resources)
+                except ResourceError:
+                    resources = Resources.empty()
+                info = mensa_pb2.TaskInfo(name=task.name)
+                info.task_id.CopyFrom(task.task_id)
+                info.agent_id.value = agent.agent_id
+                info.resources.extend(task.resources)
+                record = TaskRecord(task_id, framework_id, agent.agent_id, info, resources,
+                                    state=task.state, launched_at=now)
+                record.statuses.extend(task.statuses)
+                framework.tasks[task_id] = record
+                if is_terminal(task.state):
+                    record.released = True  # Never counted in the allocator.
+            elif not is_terminal(record.state):
+                record.state = task.state
+            agent.tasks.add(key)
+        # Tasks the master thinks run there but the agent does not report.
+        for key in list(agent.tasks - reported):
+            framework_id, task_id = key
+            record = self.frameworks[framework_id].tasks.get(task_id)
+            if record is None:
+                agent.tasks.discard(key)
+                continue
+            if record.state == mensa_pb2.TASK_STAGING:
+                # The RunTask may have crossed the registration; sending it again is harmless.
+                run = internal_pb2.RunTask()
+                run.framework.CopyFrom(self.frameworks[framework_id].info)
+                run.task.CopyFrom(record.info)
+                sends.append(Send(agent.peer, internal_pb2.Envelope(run_task=run)))
+                continue
+            sends += self.transition(
+                record, mensa_pb2.TASK_LOST, now,
+                reason=mensa_pb2.TaskStatus.REASON_AGENT_RESTARTED,
+                message="task was not found on the re-registered agent",
+            )
+            self.frameworks[framework_id].complete(record)
+        return sends
+
+    def _recover_framework(
+        self, framework_id: str, info: mensa_pb2.FrameworkInfo | None, now: float
+    ) -> FrameworkRecord:
+        """Creates a placeholder for a framework known only from an agent's report."""
+        framework_info = mensa_pb2.FrameworkInfo(name="(recovered)")
+        if info is not None:
+            framework_info.CopyFrom(info)
+        framework_info.id.value = framework_id
+        record = FrameworkRecord(framework_id, framework_info, None, registered_at=now,
+                                 connected=False, recovered=True, last_seen=now)
+        self.frameworks[framework_id] = record
+        self.allocator.add_framework(framework_id, record.roles, active=False)
+        log.info("framework_recovered", framework_id=framework_id)
+        return record
+
+    def _pong(self, peer: Peer, now: float) -> list[Send]:
+        agent_id = self.peer_agent.get(peer)
+        if agent_id is not None:
+            agent = self.agents[agent_id]
+            agent.awaiting_pong = False
+            agent.missed_pings = 0
+            return []
+        framework_id = self.peer_framework.get(peer)
+        if framework_id is not None:
+            self.frameworks[framework_id].last_seen = now
+            return []
+        return [self.reject(peer, "pong from a peer that is neither a registered agent nor a "
+                            "subscribed framework", code=ErrorCode.NOT_REGISTERED, refused="pong")]
+
+    def remove_agent(self, agent: AgentRecord, now: float, reason: str) -> list[Send]:
+        """Removes an agent: rescinds its offers, reports its tasks lost, tells the frameworks."""
+        log.warning("agent_removed", agent_id=agent.agent_id, hostname=agent.hostname, reason=reason)
+        self.counters.agents_removed += 1
+        sends = self._rescind_agent_offers(agent, now)
+        for framework_id, task_id in sorted(agent.tasks):
+            framework = self.frameworks.get(framework_id)
+            task = framework.tasks.get(task_id) if framework else None
+            if task is None or framework is None:
+                continue
+            state = mensa_pb2.TASK_UNREACHABLE if framework.partition_aware else mensa_pb2.TASK_LOST
+            sends += self.transition(task, state, now, reason=mensa_pb2.TaskStatus.REASON_AGENT_REMOVED,
+                                     message=f"agent {agent.agent_id} was removed: {reason}")
+            framework.complete(task)
+        agent.tasks.clear()
+        self.allocator.remove_agent(agent.agent_id)
+        del self.agents[agent.agent_id]
+        self.peer_agent.pop(agent.peer, None)
+        self.removed_agents[agent.agent_id] = now
+        while len(self.removed_agents) > MAX_REMOVED_AGENTS:
+            self.removed_agents.popitem(last=False)
+        failure = Event(type=Event.FAILURE)
+        failure.failure.agent_id.value = agent.agent_id
+        for framework in self.frameworks.values():
+            if framework.connected and framework.peer is not None:
+                sends.append(Send(framework.peer, internal_pb2.Envelope(event=failure)))
+        return sends
+
+    def _rescind_agent_offers(self, agent: AgentRecord, now: float) -> list[Send]:
+        return [s for offer in self.offers.for_agent(agent.agent_id)
+                for s in self.rescind(offer.offer_id, now)]
+
+    def rescind(self, offer_id: str, now: float, refuse_seconds: float | None = None) -> list[Send]:
+        """Withdraws an outstanding offer, returns its resources, tells the framework."""
+        offer = self.offers.retire(offer_id, Retired.RESCINDED)
+        self.counters.offers_rescinded += 1
+        self.allocator.recover(offer.agent_id, offer.framework_id, offer.resources, refuse_seconds, now)
+        self.allocation_pending = True
+        framework = self.frameworks.get(offer.framework_id)
+        if framework is None or not framework.connected or framework.peer is None:
+            return []
+        event = Event(type=Event.RESCIND)
+        event.rescind.offer_id.value = offer_id
+        return [Send(framework.peer, internal_pb2.Envelope(event=event))]
+
+    # -- status updates ----------------------------------------------------------------------
+
+    def _status_update(self, peer: Peer, msg: internal_pb2.StatusUpdate, now: float) -> list[Send]:
+        agent_id = self.peer_agent.get(peer)
+        if agent_id is None:
+            return [self.reject(peer, "status update from an agent that is not registered; "
+                                "register first", code=ErrorCode.NOT_REGISTERED, refused="status_update")]
+        status = msg.status
+        framework_id, task_id = msg.framework_id.value, status.task_id.value
+        if not status.uuid:
+            return [self.reject(peer, f"status update for task {task_id!r} has no uuid",
+                                refused="status_update")]
+        framework = self.frameworks.get(framework_id)
+        task = framework.tasks.get(task_id) if framework else None
+        if framework is not None and task is None:
+            task = framework.find_completed(task_id)
+            if task is not None and task.agent_id == agent_id:
+                # A retried update whose acknowledgement got lost: let the framework ack again.
+                return self._forward(framework, status, agent_id)
+        if framework is None or task is None:
+            return [self.reject(peer, f"status update for unknown task {task_id!r} of framework "
+                                f"{framework_id!r}", code=ErrorCode.UNKNOWN_TASK, refused="status_update")]
+        if task.agent_id != agent_id:
+            return [self.reject(peer, f"task {task_id!r} does not run on agent {agent_id}",
+                                code=ErrorCode.UNKNOWN_TASK, refused="status_update")]
+        self.counters.status_updates += 1
+        status.agent_id.value = agent_id
+        latest = msg.latest_state if msg.HasField("latest_state") else status.state
+        if not is_terminal(task.state):
+            task.state = latest
+        if not task.statuses or task.statuses[-1].uuid != status.uuid:
+            task.statuses.append(status)
+        if is_terminal(status.state):
+            task.terminal_uuid = status.uuid
+        if is_terminal(task.state):
+            self._release(task, now)
+        return self._forward(framework, status, agent_id)
+
+    def _forward(self, framework: FrameworkRecord, status: mensa_pb2.TaskStatus, agent_id: str) -> list[Send]:
+        if not framework.connected or framework.peer is None:
+            return []  # The agent retries until the framework is back and acknowledges.
+        event = Event(type=Event.UPDATE)
+        event.update.status.CopyFrom(status)
+        event.update.status.agent_id.value = agent_id
+        return [Send(framework.peer, internal_pb2.Envelope(event=event))]
+
+    def _release(self, task: TaskRecord, now: float) -> None:
+        """Returns a terminal task's resources to the allocator (once)."""
+        if task.released:
+            return
+        task.released = True
+        agent = self.agents.get(task.agent_id)
+        if agent is not None:
+            agent.tasks.discard((task.framework_id, task.task_id))
+            self.allocator.recover(task.agent_id, task.framework_id, task.resources, None, now)
+            self.allocation_pending = True
+
+    def transition(
+        self,
+        task: TaskRecord,
+        state: int,
+        now: float,
+        *,
+        reason: int,
+        message: str,
+    ) -> list[Send]:
+        """Moves a task to ``state`` on the master's own authority and tells its framework.
+
+        Master-generated updates carry no uuid: they need no acknowledgement.
+        """
+        task.state = state
+        status = master_status(task.task_id, state, now, reason=reason, message=message,
+                               agent_id=task.agent_id)
+        task.statuses.append(status)
+        if is_terminal(state) or state == mensa_pb2.TASK_UNREACHABLE:
+            self._release(task, now)
+        framework = self.frameworks.get(task.framework_id)
+        if framework is None:
+            return []
+        return self._forward(framework, status, task.agent_id)
+
+    # -- time --------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Send]:
+        """Pings agents, heartbeats frameworks, and applies every timeout that has passed."""
+        sends: list[Send] = []
+        cfg = self.config
+        for agent in list(self.agents.values()):
+            if now < agent.next_ping_at:
+                continue
+            if agent.awaiting_pong:
+                agent.missed_pings += 1
+                log.info("agent_ping_missed", agent_id=agent.agent_id, missed=agent.missed_pings)
+                if agent.missed_pings >= cfg.max_agent_ping_timeouts:
+                    sends += self.remove_agent(
+                        agent, now, f"missed {agent.missed_pings} pings of {cfg.agent_ping_timeout}s"
+                    )
+                    continue
+            agent.awaiting_pong = True
+            agent.next_ping_at = now + cfg.agent_ping_timeout
+            ping = internal_pb2.Ping(timeout_seconds=cfg.agent_ping_timeout)
+            sends.append(Send(agent.peer, internal_pb2.Envelope(ping=ping)))
+        silence = cfg.heartbeat_interval * cfg.framework_silence_intervals
+        for framework in list(self.frameworks.values()):
+            if framework.connected:
+                if now - framework.last_seen > silence:
+                    sends += self.disconnect_framework(framework, now, f"silent for {silence:g}s")
+                elif now >= framework.next_heartbeat_at and framework.peer is not None:
+                    framework.next_heartbeat_at = now + cfg.heartbeat_interval
+                    sends.append(Send(framework.peer, internal_pb2.Envelope(
+                        event=Event(type=Event.HEARTBEAT))))
+            elif (framework.disconnected_at is not None and not framework.recovered
+                  and now - framework.disconnected_at >= framework.info.failover_timeout):
+                from mensa.master.calls import remove_framework
+
+                log.info("framework_failover_timed_out", framework_id=framework.framework_id,
+                         failover_timeout=framework.info.failover_timeout)
+                sends += remove_framework(self, framework, now, "failover timeout expired")
+        if cfg.offer_timeout is not None:
+            for offer in self.offers.older_than(now - cfg.offer_timeout):
+                log.info("offer_expired", offer_id=offer.offer_id, framework_id=offer.framework_id)
+                sends += self.rescind(offer.offer_id, now)
+        return sends
+
+    def disconnect_framework(self, framework: FrameworkRecord, now: float, reason: str) -> list[Send]:
+        """Marks a framework disconnected: its offers are rescinded, its failover timer starts."""
+        log.warning("framework_disconnected", framework_id=framework.framework_id, reason=reason,
+                    failover_timeout=framework.info.failover_timeout)
+        sends = [s for offer in self.offers.for_framework(framework.framework_id)
+                 for s in self.rescind(offer.offer_id, now)]
+        framework.connected = False
+        framework.disconnected_at = now
+        if framework.peer is not None:
+            self.peer_framework.pop(framework.peer, None)
+        framework.peer = None
+        self.allocator.deactivate_framework(framework.framework_id)
+        return sends
+
+    def _peer_unreachable(self, peer: Peer, now: float) -> list[Send]:
+        framework_id = self.peer_framework.get(peer)
+        if framework_id is not None:
+            return self.disconnect_framework(self.frameworks[framework_id], now, "connection lost")
+        return []  # Agents are judged by their pings alone.
+
+    # -- allocation --------------------------------------------------------------------------
+
+    def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Send]:
+        """Runs an allocation pass and returns one OFFERS event per framework that got offers."""
+        self.allocation_pending = False
+        by_framework: dict[str, scheduler_pb2.Event] = {}
+        for allocation in self.allocator.allocate(now, agent_ids):
+            framework = self.frameworks.get(allocation.framework_id)
+            agent = self.agents.get(allocation.agent_id)
+            if framework is None or agent is None or framework.peer is None:
+                # Should not happen (inactive frameworks get nothing); give the resources back.
+                self.allocator.recover(allocation.agent_id, allocation.framework_id,
+                                       allocation.resources, None, now)
+                continue
+            offer_id = self._new_id("offer")
+            self.offers.add(offer_id, framework_id=framework.framework_id, agent_id=agent.agent_id,
+                            resources=allocation.resources, now=now, role=allocation.role)
+            event = by_framework.get(framework.framework_id)
+            if event is None:
+                event = by_framework[framework.framework_id] = Event(type=Event.OFFERS)
+            offer = event.offers.offers.add()
+            offer.id.value = offer_id
+            offer.framework_id.value = framework.framework_id
+            offer.agent_id.value = agent.agent_id
+            offer.hostname = agent.hostname
+            offer.resources.extend(allocation.resources.to_proto(allocation_role=allocation.role))
+            offer.attributes.extend(agent.info.attributes)
+            offer.allocation_info.role = allocation.role
+            self.counters.offers_sent += 1
+        sends = []
+        for framework_id, event in by_framework.items():
+            peer = self.frameworks[framework_id].peer
+            log.debug("offers_sent", framework_id=framework_id, count=len(event.offers.offers))
+            sends.append(Send(peer, internal_pb2.Envelope(event=event)))
+        return sends
+
+
+def master_status(
+    task_id: str,
+    state: int,
+    now: float,
+    *,
+    reason: int,
+    message: str,
+    agent_id: str | None = None,
+) -> mensa_pb2.TaskStatus:
+    """Returns a TaskStatus generated by the master (no uuid, source SOURCE_MASTER)."""
+    status = mensa_pb2.TaskStatus(
+        state=state,
+        reason=reason,
+        message=message,
+        timestamp=now,
+        source=mensa_pb2.TaskStatus.SOURCE_MASTER,
+    )
+    status.task_id.value = task_id
+    if agent_id:
+        status.agent_id.value = agent_id
+    return status
