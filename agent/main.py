@@ -1,0 +1,171 @@
+"""``mensa agent``: run an agent that registers with a master and runs its tasks.
+
+    mensa agent --master 127.0.0.1:5050 --work-dir /var/lib/mensa/agent \\
+        [--resources "cpus:4;mem:4096;disk:10000;ports:[31000-32000]"] \\
+        [--attributes "rack:a;zone:z1"] [--hostname NAME] [--ip 127.0.0.1] [--http-port 5052]
+
+Without ``--resources`` the machine's resources are detected (and logged). ``--http-port 0``
+binds a free port; the port actually bound (and, once registered, the agent id) is written to
+``<work-dir>/endpoints.json``. The HTTP endpoints bind to ``--ip``, 127.0.0.1 by default so an
+agent is not reachable from other machines unless asked (use ``--ip 0.0.0.0`` in a cluster).
+
+On SIGTERM or SIGINT the agent kills its tasks (SIGTERM, then SIGKILL after the grace period)
+before it exits, so no task process is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+
+import structlog
+import tornado.httpserver
+import tornado.netutil
+from mensa.agent.http import make_app
+from mensa.agent.resources_detect import detect_resources, parse_attributes
+from mensa.agent.service import AgentService
+from mensa.agent.state import AgentConfig
+from mensa.deploy.runtime import configure_logging, write_endpoints
+from mensa.proto.resources import ResourceError, Resources
+from mensa.proto.transport import Endpoint
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_HTTP_PORT = 5052
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the agent's flags to ``parser``."""
+    parser.add_argument("--master", required=True, help="the master's ZeroMQ endpoint, HOST:PORT")
+    parser.add_argument("--work-dir", required=True, help="where sandboxes and endpoints.json live")
+    parser.add_argument(
+        "--resources",
+        help='e.g. "cpus:4;mem:4096;disk:10000;ports:[31000-32000]" (default: detected)',
+    )
+    parser.add_argument(
+        "--attributes", default="", help='e.g. "rack:a;zone:z1" (numbers become SCALAR)'
+    )
+    parser.add_argument("--hostname", default=None, help="default: this machine's hostname")
+    parser.add_argument("--ip", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    parser.add_argument(
+        "--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port; 0 picks a free one"
+    )
+    parser.add_argument(
+        "--kill-grace-period",
+        type=float,
+        default=3.0,
+        help="seconds between SIGTERM and SIGKILL when a task has no kill policy",
+    )
+    parser.add_argument(
+        "--status-update-retry-interval",
+        type=float,
+        default=1.0,
+        help="first retry interval of unacknowledged status updates (doubles up to 60s)",
+    )
+    parser.add_argument(
+        "--registration-backoff",
+        type=float,
+        default=0.5,
+        help="first registration retry interval (doubles up to 5s)",
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mensa")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_config(args: argparse.Namespace, http_port: int) -> AgentConfig:
+    """Returns the agent's config from its flags; raises ValueError on bad input."""
+    work_dir = os.path.abspath(args.work_dir)
+    if args.resources:
+        try:
+            resources = Resources.parse(args.resources)
+        except ResourceError as exc:
+            raise ValueError(f"--resources: {exc}") from None
+    else:
+        resources = detect_resources(work_dir)
+        log.info("resources_detected", resources=str(resources))
+    try:
+        attributes = parse_attributes(args.attributes or "")
+    except ValueError as exc:
+        raise ValueError(f"--attributes: {exc}") from None
+    for flag in ("kill_grace_period", "status_update_retry_interval", "registration_backoff"):
+        if not getattr(args, flag) >= 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must not be negative")
+    retry = max(args.status_update_retry_interval, 0.001)
+    return AgentConfig(
+        work_dir=work_dir,
+        hostname=args.hostname or socket.gethostname(),
+        resources=resources.to_proto(),
+        attributes=attributes,
+        http_port=http_port,
+        version=_version(),
+        path_env=os.environ.get("PATH", DEFAULT_PATH),
+        kill_grace_seconds=args.kill_grace_period,
+        registration_backoff=max(args.registration_backoff, 0.01),
+        registration_backoff_max=max(5.0, args.registration_backoff),
+        update_retry_min=retry,
+        update_retry_max=max(60.0, retry),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the agent until SIGTERM/SIGINT; returns the process exit code."""
+    configure_logging(
+        getattr(args, "log_format", "console"), getattr(args, "log_level", "info"), "agent"
+    )
+    try:
+        master = Endpoint.parse(args.master)
+        if not 0 <= args.http_port < 65536:
+            raise ValueError(f"--http-port {args.http_port} is not a port")
+        os.makedirs(args.work_dir, exist_ok=True)
+    except (ValueError, OSError) as exc:
+        log.error("agent_not_started", error=str(exc))
+        return 2
+    try:
+        return asyncio.run(_serve(args, master))
+    except ValueError as exc:
+        log.error("agent_not_started", error=str(exc))
+        return 2
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info("signal_received", signal=sig.name, action="killing tasks, then exiting")
+    stop.set()
+
+
+async def _serve(args: argparse.Namespace, master: Endpoint) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig, stop)
+    try:
+        sockets = tornado.netutil.bind_sockets(args.http_port, args.ip)
+    except OSError as exc:
+        raise ValueError(f"cannot bind HTTP on {args.ip}:{args.http_port}: {exc}") from None
+    http_port = sockets[0].getsockname()[1]
+    try:
+        config = build_config(args, http_port)
+    except ValueError:
+        for sock in sockets:
+            sock.close()
+        raise
+    service = AgentService(config, master)
+    server = tornado.httpserver.HTTPServer(make_app(service.state, str(master)))
+    server.add_sockets(sockets)
+    log.info("http_listening", ip=args.ip, http_port=http_port)
+    write_endpoints(config.work_dir, http_port=http_port, agent_id=None)
+    try:
+        await service.run(stop)
+    finally:
+        server.stop()
+    return 0

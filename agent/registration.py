@@ -1,0 +1,111 @@
+"""The agent's standing with the master: when to register, when the master is lost (pure).
+
+``MasterLink`` decides when a RegisterAgent must go out: on the first tick, then with backoff
+(``backoff_min`` doubling to ``backoff_max``) until AgentRegistered arrives; and again, from the
+minimum backoff, when a registered agent hears nothing from the master for ``ping_timeout``
+seconds, is told NOT_REGISTERED, or sees its connection re-established. It keeps the agent id
+across re-registrations (``forget`` drops it when the master shuts the agent down).
+
+``register_envelope`` builds the RegisterAgent message itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from mensa.proto import internal_pb2, mensa_pb2
+
+
+@dataclass(slots=True)
+class MasterLink:
+    """Registration state and timing; every method takes ``now`` (monotonic seconds)."""
+
+    backoff_min: float = 0.5
+    backoff_max: float = 5.0
+    ping_timeout: float = 15.0
+    agent_id: str | None = None
+    registered: bool = False
+    ping_interval: float | None = None
+    master_info: mensa_pb2.MasterInfo | None = None
+    last_heard: float = 0.0
+    next_attempt: float = float("-inf")
+    last_attempt: float = float("-inf")
+    backoff: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.backoff = self.backoff_min
+
+    def heard(self, now: float) -> None:
+        """Records that a message from the master arrived."""
+        self.last_heard = now
+
+    def master_silent(self, now: float) -> bool:
+        """True when registered and nothing was heard for longer than ``ping_timeout``."""
+        return self.registered and now - self.last_heard > self.ping_timeout
+
+    def registration_due(self, now: float) -> bool:
+        """True when an unregistered agent's next attempt is due."""
+        return not self.registered and now >= self.next_attempt
+
+    def lose(self) -> None:
+        """The master is gone (or forgot us): register again, backoff restarted."""
+        self.registered = False
+        self.backoff = self.backoff_min
+        self.next_attempt = float("-inf")
+
+    def forget(self) -> None:
+        """Drops the agent id (shut down by the master): the next registration is a new agent."""
+        self.agent_id = None
+        self.lose()
+
+    def may_register_now(self, now: float) -> bool:
+        """True unless an attempt went out less than ``backoff_min`` ago while unregistered
+        (so a burst of NOT_REGISTERED errors sends one registration, not one each)."""
+        return self.registered or now - self.last_attempt >= self.backoff_min
+
+    def attempted(self, now: float) -> None:
+        """Records a RegisterAgent sent at ``now``; the next is due after the backoff."""
+        self.last_attempt = now
+        self.next_attempt = now + self.backoff
+        self.backoff = min(self.backoff * 2, self.backoff_max)
+
+    def accept(self, reply: internal_pb2.AgentRegistered, now: float) -> bool:
+        """Applies AgentRegistered; returns True when it registered the agent (False for a
+        duplicate reply while already registered)."""
+        newly = not self.registered
+        self.agent_id = reply.agent_id.value
+        self.registered = True
+        self.last_heard = now
+        self.backoff = self.backoff_min
+        self.next_attempt = float("-inf")
+        if reply.ping_timeout_seconds > 0:
+            self.ping_timeout = reply.ping_timeout_seconds
+        if reply.ping_interval_seconds > 0:
+            self.ping_interval = reply.ping_interval_seconds
+        if reply.HasField("master_info"):
+            self.master_info = reply.master_info
+        return newly
+
+
+def register_envelope(
+    *,
+    hostname: str,
+    resources: Iterable[mensa_pb2.Resource],
+    attributes: Iterable[mensa_pb2.Attribute],
+    http_port: int,
+    version: str,
+    agent_id: str | None,
+    tasks: Iterable[mensa_pb2.Task],
+    frameworks: Iterable[mensa_pb2.FrameworkInfo],
+) -> internal_pb2.Envelope:
+    """Returns the RegisterAgent envelope (with ``agent_info.id`` once the agent has one)."""
+    info = mensa_pb2.AgentInfo(hostname=hostname, port=http_port)
+    info.resources.extend(resources)
+    info.attributes.extend(attributes)
+    if agent_id:
+        info.id.value = agent_id
+    message = internal_pb2.RegisterAgent(agent_info=info, version=version, http_port=http_port)
+    message.tasks.extend(tasks)
+    message.frameworks.extend(frameworks)
+    return internal_pb2.Envelope(register_agent=message)

@@ -1,0 +1,306 @@
+"""The agent's I/O shell: the master socket, timers and containers around ``AgentState``.
+
+``AgentService.run(stop)`` connects a DEALER socket to the master and feeds ``AgentState``
+everything that happens: each decoded envelope (a malformed frame is logged and ignored), a
+Tick every ``tick_seconds``, a reconnection of the socket (a restarted master), and the start,
+exit or launch failure of each container. It carries out the commands the state returns, in
+order: sends to the master (non-blocking), launches (sandbox first, then the first containerizer
+whose ``can_run`` accepts the task) and kills. When ``stop`` is set it kills every task and
+returns once their containers are gone (or after a bounded wait).
+
+Usage::
+
+    service = AgentService(config, Endpoint.parse("127.0.0.1:5050"))
+    await service.run(stop_event)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import zmq
+import zmq.asyncio
+from mensa.agent.containerizer.base import (
+    ContainerHandle,
+    Containerizer,
+    LaunchError,
+    LaunchSpec,
+    Termination,
+)
+from mensa.agent.containerizer.process import ProcessContainerizer
+from mensa.agent.events import (
+    Command,
+    ContainerExited,
+    ContainerStarted,
+    Event,
+    KillContainer,
+    LaunchContainer,
+    LaunchFailed,
+    MasterMessage,
+    MasterReconnected,
+    SendToMaster,
+    StopRequested,
+    Tick,
+)
+from mensa.agent.sandbox import InvalidTask, create_sandbox
+from mensa.agent.state import AgentConfig, AgentState
+from mensa.agent.status_updates import TaskKey
+from mensa.deploy.runtime import write_endpoints
+from mensa.proto import internal_pb2, mensa_pb2, transport
+from mensa.proto.transport import Endpoint, TransportError
+from zmq.utils.monitor import parse_monitor_message
+
+log = structlog.get_logger(__name__)
+
+TICK_SECONDS = 0.1
+# After the last task's grace period, how long to wait for containers before exiting anyway.
+STOP_MARGIN_SECONDS = 10.0
+# How long closing the socket may take to flush the last messages (e.g. TASK_KILLED updates).
+CLOSE_LINGER_MS = 500
+
+
+@dataclass(slots=True)
+class _Container:
+    spec: LaunchSpec
+    containerizer: Containerizer | None = None
+    handle: ContainerHandle | None = None
+    kill_grace: float | None = None  # A kill asked for before the container was spawned.
+    task: asyncio.Task[None] | None = None
+
+
+class AgentService:
+    """Runs one agent; see the module docstring."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        master: Endpoint,
+        containerizers: Sequence[Containerizer] | None = None,
+        *,
+        tick_seconds: float = TICK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        publish_endpoints: bool = True,
+    ) -> None:
+        self.config = config
+        self.master = master
+        self.state = AgentState(config)
+        self.containerizers: list[Containerizer] = list(containerizers or [ProcessContainerizer()])
+        self.tick_seconds = tick_seconds
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._publish = publish_endpoints
+        self._published_agent_id: str | None = None
+        self._containers: dict[TaskKey, _Container] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._sock: zmq.asyncio.Socket | None = None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serves until ``stop`` is set, then kills every task and returns when they are gone."""
+        ctx = zmq.asyncio.Context()
+        self._sock = transport.connect_dealer(ctx, self.master)
+        monitor = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED)
+        log.info(
+            "agent_started",
+            master=str(self.master),
+            hostname=self.config.hostname,
+            http_port=self.config.http_port,
+            work_dir=self.config.work_dir,
+        )
+        loops = [
+            asyncio.create_task(self._receive_loop(self._sock), name="agent-receive"),
+            asyncio.create_task(self._tick_loop(), name="agent-tick"),
+            asyncio.create_task(self._monitor_loop(monitor), name="agent-monitor"),
+        ]
+        try:
+            self.dispatch(Tick())
+            await stop.wait()
+            await self._stop_tasks()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disable_monitor()
+            monitor.close(linger=0)
+            self._sock.close(linger=CLOSE_LINGER_MS)
+            self._sock = None
+            ctx.term()
+            log.info("agent_stopped", agent_id=self.state.agent_id)
+
+    async def _stop_tasks(self) -> None:
+        log.info("agent_stopping_killing_tasks", tasks=len(self._containers))
+        self.dispatch(StopRequested())
+        running = [c for c in self._containers.values() if c.task is not None]
+        grace = max([c.kill_grace or 0.0 for c in running] + [self.config.kill_grace_seconds])
+        waiting = [c.task for c in running if c.task is not None]
+        if waiting:
+            _done, pending = await asyncio.wait(waiting, timeout=grace + STOP_MARGIN_SECONDS)
+            if pending:
+                log.error("tasks_survived_stop", tasks=len(pending))
+        # One more round so the last updates (TASK_KILLED) go out before the socket closes.
+        self.dispatch(Tick())
+
+    async def _receive_loop(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            frames = await sock.recv_multipart()
+            if len(frames) != 1 and any(frames[:-1]):
+                log.warning("malformed_frame_ignored", reason=f"{len(frames)} frames, expected 1")
+                continue
+            try:
+                envelope = transport.decode(frames[-1])
+            except TransportError as exc:
+                log.warning("malformed_frame_ignored", reason=str(exc))
+                continue
+            self.dispatch(MasterMessage(envelope))
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            self.dispatch(Tick())
+
+    async def _monitor_loop(self, monitor: zmq.asyncio.Socket) -> None:
+        connected_before = False
+        while True:
+            event = parse_monitor_message(await monitor.recv_multipart())
+            if event["event"] != zmq.EVENT_CONNECTED:
+                continue
+            if connected_before:
+                self.dispatch(MasterReconnected())
+            else:
+                log.info("master_connected", master=str(self.master))
+            connected_before = True
+
+    # -- state machine plumbing ----------------------------------------------------------------
+
+    def dispatch(self, event: Event) -> None:
+        """Feeds one event to the state and runs the commands it returns."""
+        try:
+            commands = self.state.handle(event, self._clock(), self._wall_clock())
+        except Exception:
+            # A bug must not take the agent (and its tasks' updates) down; log it loudly.
+            log.exception("event_handling_failed", event=type(event).__name__)
+            return
+        for command in commands:
+            self._execute(command)
+        if self._publish and self.state.agent_id != self._published_agent_id:
+            self._published_agent_id = self.state.agent_id
+            with contextlib.suppress(OSError):
+                write_endpoints(
+                    self.config.work_dir,
+                    http_port=self.config.http_port,
+                    agent_id=self.state.agent_id,
+                )
+
+    def _execute(self, command: Command) -> None:
+        if isinstance(command, SendToMaster):
+            self._send(command.envelope)
+        elif isinstance(command, LaunchContainer):
+            key = (command.framework_id, command.task_id)
+            container = _Container(command.spec)
+            self._containers[key] = container
+            container.task = asyncio.create_task(self._run_container(key, container))
+        elif isinstance(command, KillContainer):
+            self._kill(command)
+
+    def _send(self, envelope: internal_pb2.Envelope) -> None:
+        if self._sock is None:
+            log.warning("message_not_sent", kind=envelope.WhichOneof("message"), reason="closed")
+            return
+        future = asyncio.ensure_future(self._sock.send(transport.encode(envelope), zmq.NOBLOCK))
+        future.add_done_callback(lambda f: _log_send_failure(f, envelope))
+
+    # -- containers ----------------------------------------------------------------------------
+
+    def _pick(self, task_info: mensa_pb2.TaskInfo) -> Containerizer | None:
+        return next((c for c in self.containerizers if c.can_run(task_info)), None)
+
+    async def _run_container(self, key: TaskKey, container: _Container) -> None:
+        """Launches one container, reports its start, waits for it and reports its end."""
+        final: Event
+        try:
+            final = await self._launch_and_wait(key, container)
+        except Exception as exc:  # A containerizer bug: report the task failed, keep going.
+            log.exception("container_failed", framework_id=key[0], task_id=key[1])
+            if container.handle is None:
+                final = LaunchFailed(*key, message=f"container launch failed: {exc}")
+            else:
+                final = ContainerExited(
+                    *key,
+                    reason=mensa_pb2.TaskStatus.REASON_EXECUTOR_TERMINATED,
+                    message=f"lost track of the container: {exc}",
+                )
+        if self._containers.get(key) is container:
+            del self._containers[key]
+        self.dispatch(final)
+
+    async def _launch_and_wait(self, key: TaskKey, container: _Container) -> Event:
+        spec = container.spec
+        try:
+            create_sandbox(spec.sandbox, self.config.work_dir)
+        except InvalidTask as exc:
+            return LaunchFailed(*key, message=str(exc), invalid=True)
+        except OSError as exc:
+            return LaunchFailed(*key, message=f"cannot create the sandbox: {exc}")
+        if container.kill_grace is not None:
+            return ContainerExited(*key, killed_by_us=True)
+        containerizer = self._pick(spec.task_info)
+        if containerizer is None:
+            names = ", ".join(c.name for c in self.containerizers)
+            return LaunchFailed(*key, message=f"no containerizer ({names}) can run this task")
+        container.containerizer = containerizer
+        try:
+            container.handle = await containerizer.launch(spec)
+        except LaunchError as exc:
+            return LaunchFailed(*key, message=str(exc))
+        self.dispatch(ContainerStarted(*key, pid=container.handle.pid))
+        if container.kill_grace is not None:
+            self._spawn(containerizer.kill(container.handle, container.kill_grace))
+        termination: Termination = await containerizer.wait(container.handle)
+        return ContainerExited(
+            *key,
+            exit_code=termination.exit_code,
+            signal=termination.signal,
+            killed_by_us=termination.killed_by_us,
+            reason=termination.reason,
+            message=termination.message,
+        )
+
+    def _kill(self, command: KillContainer) -> None:
+        key = (command.framework_id, command.task_id)
+        container = self._containers.get(key)
+        if container is None:
+            log.warning("kill_of_missing_container", framework_id=key[0], task_id=key[1])
+            return
+        if container.kill_grace is None:
+            container.kill_grace = command.grace_seconds
+        if container.handle is not None and container.containerizer is not None:
+            self._spawn(container.containerizer.kill(container.handle, command.grace_seconds))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_task_failure)
+
+
+def _log_send_failure(future: asyncio.Future[Any], envelope: internal_pb2.Envelope) -> None:
+    if future.cancelled() or future.exception() is None:
+        return
+    # Registration and status updates are retried by the state; pongs are cheap to lose.
+    log.warning(
+        "message_not_sent", kind=envelope.WhichOneof("message"), error=str(future.exception())
+    )
+
+
+def _log_task_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background_task_failed", error=repr(task.exception()))

@@ -1,0 +1,522 @@
+"""The agent's decisions: registration, tasks and their status updates (pure).
+
+``AgentState.handle(event, now)`` takes one event (a message from the master, a container that
+started or ended, a timer tick; see ``events.py``) and returns the commands the shell must carry
+out: messages to the master, containers to launch or kill. It never reads the clock (``now`` is
+monotonic time for timers, ``wall_time`` the epoch time stamped on status updates) and does no
+I/O, so every decision is tested by feeding events and comparing commands.
+
+Registration (``registration.MasterLink``): RegisterAgent on the first Tick, retried with
+backoff until AgentRegistered; again when the master falls silent for ``ping_timeout``, answers
+NOT_REGISTERED, or the connection is re-established. It lists every task the agent still has.
+
+Tasks: RunTask -> TASK_STARTING + LaunchContainer; ContainerStarted -> TASK_RUNNING;
+ContainerExited -> TASK_FINISHED / TASK_FAILED / TASK_KILLED. Every update goes through the
+``StatusUpdateManager`` (retried until acknowledged, sent only while registered); a task whose
+terminal update is acknowledged moves to ``completed`` (the last 1000 are kept).
+
+Usage::
+
+    state = AgentState(AgentConfig(work_dir="/var/lib/mensa", hostname="h1"))
+    for command in state.handle(Tick(), now=0.0):
+        ...  # SendToMaster(Envelope(register_agent=...))
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from mensa.agent.containerizer.base import LaunchSpec
+from mensa.agent.events import (
+    Command,
+    ContainerExited,
+    ContainerStarted,
+    Event,
+    KillContainer,
+    LaunchContainer,
+    LaunchFailed,
+    MasterMessage,
+    MasterReconnected,
+    SendToMaster,
+    StopRequested,
+    Tick,
+)
+from mensa.agent.registration import MasterLink, register_envelope
+from mensa.agent.sandbox import InvalidTask, command_line, sandbox_path, task_environment
+from mensa.agent.status_updates import Ack, StatusUpdateManager, TaskKey
+from mensa.agent.tasks import TaskRecord, duration_seconds, termination_text
+from mensa.proto import internal_pb2, mensa_pb2
+
+log = structlog.get_logger(__name__)
+
+TaskStatus = mensa_pb2.TaskStatus
+Error = internal_pb2.Error
+KILLING_CAPABILITY = mensa_pb2.FrameworkInfo.Capability.TASK_KILLING_STATE
+COMPLETED_TASKS_KEPT = 1000
+
+
+@dataclass(slots=True)
+class AgentConfig:
+    """What the agent is and how patient it is."""
+
+    work_dir: str
+    hostname: str
+    resources: list[mensa_pb2.Resource] = field(default_factory=list)
+    attributes: list[mensa_pb2.Attribute] = field(default_factory=list)
+    http_port: int = 0
+    version: str = "0.1.0"
+    path_env: str = "/usr/local/bin:/usr/bin:/bin"
+    kill_grace_seconds: float = 3.0
+    registration_backoff: float = 0.5
+    registration_backoff_max: float = 5.0
+    default_ping_timeout: float = 15.0
+    update_retry_min: float = 1.0
+    update_retry_max: float = 60.0
+
+
+def _new_uuid() -> bytes:
+    return _uuid.uuid4().bytes
+
+
+def _tlog(framework_id: str, task_id: str) -> Any:
+    return log.bind(framework_id=framework_id, task_id=task_id)
+
+
+def _state_name(state: int) -> str:
+    return mensa_pb2.TaskState.Name(state)
+
+
+class AgentState:
+    """The agent's state machine; see the module docstring."""
+
+    def __init__(self, config: AgentConfig, uuid_factory: Callable[[], bytes] = _new_uuid) -> None:
+        self.config = config
+        self.uuid_factory = uuid_factory
+        self.link = MasterLink(
+            backoff_min=config.registration_backoff,
+            backoff_max=config.registration_backoff_max,
+            ping_timeout=config.default_ping_timeout,
+        )
+        self.stopping = False
+        self.tasks: dict[TaskKey, TaskRecord] = {}
+        self.completed: deque[TaskRecord] = deque(maxlen=COMPLETED_TASKS_KEPT)
+        self.updates = StatusUpdateManager(config.update_retry_min, config.update_retry_max)
+        self._now = 0.0
+        self._wall = 0.0
+        self._out: list[Command] = []
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.link.agent_id
+
+    @property
+    def registered(self) -> bool:
+        return self.link.registered
+
+    def has_running_containers(self) -> bool:
+        """True while any task's container is starting or running."""
+        return any(t.container_running for t in self.tasks.values())
+
+    def handle(self, event: Event, now: float, wall_time: float | None = None) -> list[Command]:
+        """Applies one event at monotonic time ``now``; returns the commands to run, in order.
+
+        ``wall_time`` (epoch seconds, default ``now``) stamps the status updates it creates.
+        """
+        self._now = now
+        self._wall = now if wall_time is None else wall_time
+        out: list[Command] = []
+        self._out = out
+        if isinstance(event, Tick):
+            self._on_tick()
+        elif isinstance(event, MasterMessage):
+            self._on_master_message(event.envelope)
+        elif isinstance(event, ContainerStarted):
+            self._on_container_started(event)
+        elif isinstance(event, ContainerExited):
+            self._on_container_exited(event)
+        elif isinstance(event, LaunchFailed):
+            self._on_launch_failed(event)
+        elif isinstance(event, MasterReconnected):
+            log.info("master_reconnected", agent_id=self.agent_id)
+            self._register_now()
+        elif isinstance(event, StopRequested):
+            self._on_stop()
+        if self.link.registered:
+            self._send_due_updates()
+        self._out = []
+        return out
+
+    # -- registration --------------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        if self.stopping:
+            return
+        if self.link.master_silent(self._now):
+            silent = round(self._now - self.link.last_heard, 3)
+            log.warning("master_lost", agent_id=self.agent_id, silent_seconds=silent)
+            self.link.lose()
+        if self.link.registration_due(self._now):
+            self._register()
+
+    def _register_now(self) -> None:
+        """Registers again at once (unless one just went out while unregistered)."""
+        if not self.stopping and self.link.may_register_now(self._now):
+            self.link.lose()
+            self._register()
+
+    def _register(self) -> None:
+        records = [r for r in self.tasks.values() if not r.silent]
+        frameworks = {r.framework_id: r.framework for r in records}
+        tasks = [
+            r.to_proto(self.agent_id, self.updates.head(*key))
+            for key, r in self.tasks.items()
+            if not r.silent
+        ]
+        envelope = register_envelope(
+            hostname=self.config.hostname,
+            resources=self.config.resources,
+            attributes=self.config.attributes,
+            http_port=self.config.http_port,
+            version=self.config.version,
+            agent_id=self.agent_id,
+            tasks=tasks,
+            frameworks=frameworks.values(),
+        )
+        self._out.append(SendToMaster(envelope))
+        self.link.attempted(self._now)
+        log.info("registration_sent", agent_id=self.agent_id, tasks=len(tasks))
+
+    def _on_registered(self, reply: internal_pb2.AgentRegistered) -> None:
+        agent_id = reply.agent_id.value
+        if not agent_id:
+            log.warning("registration_reply_ignored", reason="no agent id")
+            return
+        if self.agent_id and self.agent_id != agent_id:
+            log.warning("agent_id_changed", old_agent_id=self.agent_id, agent_id=agent_id)
+        if not self.link.accept(reply, self._now):
+            log.debug("duplicate_registration_reply", agent_id=agent_id)
+            return
+        log.info(
+            "agent_registered",
+            agent_id=agent_id,
+            ping_timeout=self.link.ping_timeout,
+            pending_updates=len(self.updates),
+        )
+        self.updates.retry_now(self._now)
+
+    # -- messages from the master --------------------------------------------------------------
+
+    def _on_master_message(self, envelope: internal_pb2.Envelope) -> None:
+        self.link.heard(self._now)
+        kind = envelope.WhichOneof("message")
+        if kind == "ping":
+            if envelope.ping.timeout_seconds > 0 and self.link.registered:
+                self.link.ping_timeout = envelope.ping.timeout_seconds
+            self._out.append(SendToMaster(internal_pb2.Envelope(pong=internal_pb2.Pong())))
+        elif kind == "agent_registered":
+            self._on_registered(envelope.agent_registered)
+        elif kind == "run_task":
+            self._on_run_task(envelope.run_task)
+        elif kind == "kill_task":
+            self._on_kill_task(envelope.kill_task)
+        elif kind == "status_update_acknowledgement":
+            self._on_ack(envelope.status_update_acknowledgement)
+        elif kind == "shutdown_framework":
+            self._on_shutdown_framework(envelope.shutdown_framework.framework_id.value)
+        elif kind == "framework_to_executor":
+            message = envelope.framework_to_executor
+            log.info(
+                "framework_message_dropped",
+                framework_id=message.framework_id.value,
+                executor_id=message.executor_id.value,
+                reason="command tasks have no executor",
+            )
+        elif kind == "shutdown_agent":
+            self._on_shutdown_agent(envelope.shutdown_agent.message)
+        elif kind == "error":
+            self._on_error(envelope.error)
+        else:
+            log.warning("unexpected_message_ignored", kind=kind)
+
+    def _on_error(self, error: internal_pb2.Error) -> None:
+        if error.code == Error.NOT_REGISTERED:
+            log.info("master_does_not_know_agent", agent_id=self.agent_id, message=error.message)
+            self._register_now()
+            return
+        code = Error.Code.Name(error.code) if error.code in Error.Code.values() else error.code
+        # UNKNOWN_TASK answers a status update: it stays queued and is retried by backoff.
+        log.warning(
+            "master_reported_error", code=code, message=error.message, refused=error.refused
+        )
+
+    def _on_run_task(self, message: internal_pb2.RunTask) -> None:
+        framework_id, task_id = message.framework.id.value, message.task.task_id.value
+        tlog = _tlog(framework_id, task_id)
+        if not framework_id or not task_id:
+            tlog.warning("run_task_ignored", reason="missing framework id or task id")
+            return
+        if self.agent_id is None:
+            tlog.warning("run_task_ignored", reason="agent is not registered")
+            return
+        key = (framework_id, task_id)
+        if key in self.tasks:
+            tlog.info("duplicate_run_task_ignored")
+            return
+        record = TaskRecord(mensa_pb2.FrameworkInfo(), mensa_pb2.TaskInfo())
+        record.framework.CopyFrom(message.framework)
+        record.task_info.CopyFrom(message.task)
+        self.tasks[key] = record
+        if self.stopping:
+            self._set_state(record, mensa_pb2.TASK_DROPPED, "the agent is shutting down")
+            return
+        try:
+            spec = self._launch_spec(record, self.agent_id)
+        except InvalidTask as exc:
+            tlog.warning("task_refused", reason=str(exc))
+            self._set_state(record, mensa_pb2.TASK_ERROR, str(exc), TaskStatus.REASON_TASK_INVALID)
+            self._maybe_complete(key)
+            return
+        record.sandbox = spec.sandbox
+        record.container_running = True
+        self._set_state(record, mensa_pb2.TASK_STARTING)
+        self._out.append(LaunchContainer(framework_id, task_id, spec))
+        tlog.info("task_launching", sandbox=spec.sandbox)
+
+    def _launch_spec(self, record: TaskRecord, agent_id: str) -> LaunchSpec:
+        """Returns what to launch for a task; raises InvalidTask when it cannot be run."""
+        info, framework_id, task_id = record.task_info, record.framework_id, record.task_id
+        sandbox = sandbox_path(self.config.work_dir, agent_id, framework_id, task_id)
+        if info.HasField("executor"):
+            raise InvalidTask("custom executors are not supported; give the task a command")
+        executable, argv = "", ()
+        if info.command.value or info.container.type != mensa_pb2.ContainerInfo.DOCKER:
+            executable, argv = command_line(info.command)
+        env = task_environment(
+            task_info=info,
+            framework_id=framework_id,
+            agent_id=agent_id,
+            sandbox=sandbox,
+            hostname=self.config.hostname,
+            path=self.config.path_env,
+        )
+        return LaunchSpec(
+            container_id=self.uuid_factory().hex(),
+            framework_id=framework_id,
+            task_id=task_id,
+            executable=executable,
+            argv=argv,
+            env=env,
+            sandbox=sandbox,
+            task_info=info,
+            user=info.command.user or None,
+        )
+
+    def _on_kill_task(self, message: internal_pb2.KillTask) -> None:
+        framework_id, task_id = message.framework_id.value, message.task_id.value
+        tlog = _tlog(framework_id, task_id)
+        record = self.tasks.get((framework_id, task_id))
+        if record is None:
+            if not framework_id or not task_id:
+                tlog.warning("kill_task_ignored", reason="missing framework id or task id")
+                return
+            tlog.warning("kill_of_unknown_task")
+            self._emit(
+                framework_id,
+                task_id,
+                mensa_pb2.TASK_LOST,
+                None,
+                "task unknown to the agent",
+                TaskStatus.REASON_TASK_UNKNOWN,
+            )
+        elif record.terminal or record.kill_requested:
+            tlog.info("duplicate_kill_ignored", state=_state_name(record.state))
+        elif message.kill_policy.HasField("grace_period"):
+            self._kill(record, duration_seconds(message.kill_policy.grace_period))
+        else:
+            self._kill(record, record.grace_seconds(self.config.kill_grace_seconds))
+
+    def _kill(self, record: TaskRecord, grace: float | None = None) -> None:
+        """Kills a task's container (once); emits TASK_KILLING when the framework wants it."""
+        if record.kill_requested or not record.container_running:
+            return
+        if grace is None:
+            grace = record.grace_seconds(self.config.kill_grace_seconds)
+        record.kill_requested = True
+        capable = any(c.type == KILLING_CAPABILITY for c in record.framework.capabilities)
+        if capable and record.state in (mensa_pb2.TASK_STARTING, mensa_pb2.TASK_RUNNING):
+            self._set_state(record, mensa_pb2.TASK_KILLING)
+        self._out.append(KillContainer(record.framework_id, record.task_id, grace))
+        _tlog(record.framework_id, record.task_id).info("task_killing", grace_seconds=grace)
+
+    def _on_ack(self, message: internal_pb2.StatusUpdateAcknowledgement) -> None:
+        key = (message.framework_id.value, message.task_id.value)
+        result = self.updates.acknowledge(*key, message.uuid, self._now)
+        _tlog(*key).debug("status_update_acknowledgement_received", result=result.value)
+        if result is Ack.ACCEPTED:
+            self._maybe_complete(key)
+
+    def _silence_and_kill(self, records: list[TaskRecord]) -> None:
+        """Kills tasks whose updates are no longer wanted (framework or agent shut down)."""
+        for record in records:
+            record.silent = True
+            self._kill(record)
+        for record in records:
+            self._maybe_complete((record.framework_id, record.task_id))
+
+    def _on_shutdown_framework(self, framework_id: str) -> None:
+        discarded = self.updates.discard_framework(framework_id)
+        records = [r for r in self.tasks.values() if r.framework_id == framework_id]
+        self._silence_and_kill(records)
+        log.info(
+            "framework_shut_down",
+            framework_id=framework_id,
+            tasks=len(records),
+            discarded_updates=discarded,
+        )
+
+    def _on_shutdown_agent(self, reason: str) -> None:
+        discarded = self.updates.discard_all()
+        records = list(self.tasks.values())
+        self._silence_and_kill(records)
+        log.warning(
+            "agent_shut_down_by_master",
+            agent_id=self.agent_id,
+            message=reason,
+            tasks=len(records),
+            discarded_updates=discarded,
+        )
+        self.link.forget()
+        if not self.stopping:
+            self._register()
+
+    def _on_stop(self) -> None:
+        self.stopping = True
+        running = [r for r in self.tasks.values() if r.container_running]
+        for record in running:
+            self._kill(record)
+        log.info("agent_stopping", tasks_killed=len(running))
+
+    # -- container events ----------------------------------------------------------------------
+
+    def _running_record(self, framework_id: str, task_id: str, what: str) -> TaskRecord | None:
+        record = self.tasks.get((framework_id, task_id))
+        if record is None or not record.container_running:
+            _tlog(framework_id, task_id).warning(f"{what}_ignored", reason="no such container")
+            return None
+        return record
+
+    def _on_container_started(self, event: ContainerStarted) -> None:
+        record = self._running_record(event.framework_id, event.task_id, "container_start")
+        if record is None:
+            return
+        record.pid = event.pid
+        _tlog(event.framework_id, event.task_id).info("task_started", pid=event.pid)
+        if not record.kill_requested:
+            self._set_state(record, mensa_pb2.TASK_RUNNING)
+
+    def _on_container_exited(self, event: ContainerExited) -> None:
+        record = self._running_record(event.framework_id, event.task_id, "container_exit")
+        if record is None:
+            return
+        record.container_running = False
+        text = termination_text(event)
+        reason: int | None = None
+        if record.kill_requested or event.killed_by_us:
+            state = mensa_pb2.TASK_KILLED
+            if event.exit_code is None and event.signal is None:
+                reason = TaskStatus.REASON_TASK_KILLED_DURING_LAUNCH
+        elif event.reason is not None:
+            state, reason, text = mensa_pb2.TASK_FAILED, event.reason, event.message or text
+        elif event.exit_code == 0:
+            state = mensa_pb2.TASK_FINISHED
+        else:
+            state = mensa_pb2.TASK_FAILED
+        self._set_state(record, state, text, reason)
+        self._maybe_complete((event.framework_id, event.task_id))
+
+    def _on_launch_failed(self, event: LaunchFailed) -> None:
+        record = self._running_record(event.framework_id, event.task_id, "launch_failure")
+        if record is None:
+            return
+        record.container_running = False
+        _tlog(event.framework_id, event.task_id).warning("task_launch_failed", error=event.message)
+        if record.kill_requested:
+            state, reason = mensa_pb2.TASK_KILLED, TaskStatus.REASON_TASK_KILLED_DURING_LAUNCH
+        elif event.invalid:
+            state, reason = mensa_pb2.TASK_ERROR, TaskStatus.REASON_TASK_INVALID
+        else:
+            state, reason = mensa_pb2.TASK_FAILED, TaskStatus.REASON_CONTAINER_LAUNCH_FAILED
+        self._set_state(record, state, event.message, reason)
+        self._maybe_complete((event.framework_id, event.task_id))
+
+    # -- status updates ------------------------------------------------------------------------
+
+    def _set_state(
+        self, record: TaskRecord, state: int, message: str = "", reason: int | None = None
+    ) -> None:
+        record.state = state
+        record.latest_status = self._emit(
+            record.framework_id, record.task_id, state, record, message, reason
+        )
+        _tlog(record.framework_id, record.task_id).info(
+            "task_state_changed", state=_state_name(state), message=message or None
+        )
+
+    def _emit(
+        self,
+        framework_id: str,
+        task_id: str,
+        state: int,
+        record: TaskRecord | None,
+        message: str = "",
+        reason: int | None = None,
+    ) -> mensa_pb2.TaskStatus:
+        """Builds a status update; queues it for delivery unless the task is silent."""
+        status = TaskStatus(
+            state=state,
+            source=TaskStatus.SOURCE_EXECUTOR,
+            timestamp=self._wall,
+            uuid=self.uuid_factory(),
+        )
+        status.task_id.value = task_id
+        status.executor_id.value = task_id
+        if self.agent_id:
+            status.agent_id.value = self.agent_id
+        if message:
+            status.message = message
+        if reason is not None:
+            status.reason = reason
+        if record is None or not record.silent:
+            self.updates.enqueue(framework_id, task_id, status, self._now)
+        return status
+
+    def _send_due_updates(self) -> None:
+        for pending in self.updates.due(self._now):
+            record = self.tasks.get((pending.framework_id, pending.task_id))
+            latest = record.state if record else pending.status.state
+            update = internal_pb2.StatusUpdate(status=pending.status, latest_state=latest)
+            update.framework_id.value = pending.framework_id
+            self._out.append(SendToMaster(internal_pb2.Envelope(status_update=update)))
+            if pending.attempts > 1:
+                _tlog(pending.framework_id, pending.task_id).info(
+                    "status_update_retried",
+                    attempt=pending.attempts,
+                    state=_state_name(pending.status.state),
+                )
+
+    def _maybe_complete(self, key: TaskKey) -> None:
+        """Moves a task to ``completed`` once it is terminal, its container is gone and every
+        update of it is acknowledged (or discarded)."""
+        record = self.tasks.get(key)
+        if record is None or not record.terminal or record.container_running:
+            return
+        if self.updates.has_pending(*key):
+            return
+        del self.tasks[key]
+        self.completed.append(record)
+        _tlog(*key).info("task_completed", state=_state_name(record.state))
