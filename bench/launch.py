@@ -28,8 +28,9 @@ TASK = Resources.parse("cpus:0.01;mem:1")
 class LaunchBench(Scheduler):
     """Launches ``total`` tasks of ``true``, packing each offer, and timestamps their updates."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, batch: int) -> None:
         self.total = total
+        self.batch = batch
         self.next = 0
         self.accepted_at: dict[str, float] = {}
         self.running_at: dict[str, float] = {}
@@ -42,7 +43,7 @@ class LaunchBench(Scheduler):
         for offer in offers:
             left = Resources.from_proto(offer.resources)
             tasks = []
-            while self.next < self.total and left.contains(TASK):
+            while self.next < self.total and len(tasks) < self.batch and left.contains(TASK):
                 task = mensa_pb2.TaskInfo(name=f"bench-{self.next}")
                 task.task_id.value = f"bench-{self.next}"
                 task.agent_id.CopyFrom(offer.agent_id)
@@ -78,6 +79,8 @@ class LaunchBench(Scheduler):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=2000, help="tasks to launch (default 2000)")
     parser.add_argument("--agents", type=int, default=2, help="agents to start (default 2)")
+    parser.add_argument("--batch", type=int, default=100,
+                        help="most tasks launched per offer, so every agent gets work (default 100)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
 
 
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 "--log-level", "warning"), root / f"agent{i}").start()
             procs.append(agent)
             agent.endpoints()
-        bench = LaunchBench(args.tasks)
+        bench = LaunchBench(args.tasks, args.batch)
         info = mensa_pb2.FrameworkInfo(name="launch-bench", user="root")
         driver = SchedulerDriver(bench, info, address)
         started = time.perf_counter()
@@ -123,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         last_finished = max(bench.finished_at.values()) if bench.finished_at else last_running
         print("mensa bench launch")
         print(f"  conditions: {args.tasks} tasks of `true` (cpus:0.01;mem:1), {args.agents} agents, "
+              f"at most {args.batch} per offer, "
               f"1 standalone master, 1 SDK scheduler, all on loopback; {os.cpu_count()} cores, "
               f"Python {platform.python_version()}")
         print(f"  launch throughput (first ACCEPT -> last RUNNING): "

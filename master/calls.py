@@ -77,6 +77,8 @@ def subscribe(state: MasterState, peer: Peer, call: scheduler_pb2.Call, now: flo
     if requested in state.completed_frameworks:
         return [_fatal(peer, f"framework {requested} has been removed; subscribe without an id")]
     serving = state.peer_framework.get(peer)
+    if serving is not None and not requested:
+        requested = serving  # A retried SUBSCRIBE whose SUBSCRIBED crossed it: same framework.
     if serving is not None and serving != requested:
         return [state.reject(peer, f"this connection already serves framework {serving}",
                              refused="call:SUBSCRIBE")]

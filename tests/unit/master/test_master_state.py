@@ -398,6 +398,21 @@ def test_failover_timeout_removes_the_framework(h: Harness) -> None:
     assert fid in h.state.completed_frameworks
 
 
+def test_retried_subscribe_on_the_same_connection_gets_the_same_framework(h: Harness) -> None:
+    fid = h.subscribe(F1)
+    assert h.subscribe(F1) == fid
+    assert list(h.state.frameworks) == [fid]
+    # A connection that serves one framework cannot subscribe as another.
+    h.subscribe(F2, "two")
+    call = Call(type=Call.SUBSCRIBE)
+    call.subscribe.framework_info.name = "two"
+    call.subscribe.framework_info.id.value = fid
+    call.framework_id.value = fid
+    other = h.state.peer_framework[F2]
+    assert other != fid
+    assert "already serves" in errors_to(h.send(F2, envelope(call=call)), F2)[0].message
+
+
 def test_failover_to_a_new_connection_tells_the_old_one(h: Harness) -> None:
     fid = h.subscribe(F1)
     call = Call(type=Call.SUBSCRIBE)

@@ -1,0 +1,22 @@
+"""The scheduler SDK: subclass ``Scheduler``, run it with a ``SchedulerDriver``.
+
+Usage::
+
+    from mensa.frameworks import Scheduler, SchedulerDriver
+    from mensa.proto import mensa_pb2
+
+    class Hello(Scheduler):
+        def resource_offers(self, driver, offers):
+            ...
+
+    SchedulerDriver(Hello(), mensa_pb2.FrameworkInfo(name="hello"), "127.0.0.1:5050").run()
+
+or, for any Scheduler class: ``mensa scheduler run MODULE:CLASS --master HOST:PORT``.
+"""
+
+from __future__ import annotations
+
+from mensa.frameworks.driver import DriverStatus, SchedulerDriver
+from mensa.frameworks.scheduler import Scheduler
+
+__all__ = ["DriverStatus", "Scheduler", "SchedulerDriver"]
