@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mensa.agent.containerizer.base import LaunchSpec
-from mensa.proto import internal_pb2
+from mensa.proto import internal_pb2, mensa_pb2
 
 # -- events ----------------------------------------------------------------------------------
 
@@ -48,7 +48,7 @@ class ContainerExited:
     exit_code: int | None = None
     signal: int | None = None
     killed_by_us: bool = False
-    reason: int | None = None
+    reason: mensa_pb2.TaskStatus.Reason | None = None
     message: str = ""
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import tornado.web
+
 from mensa.agent.resources_detect import attributes_json
 from mensa.agent.state import AgentState
 from mensa.agent.tasks import TaskRecord

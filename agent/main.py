@@ -24,6 +24,7 @@ import socket
 import structlog
 import tornado.httpserver
 import tornado.netutil
+
 from mensa.agent.http import make_app
 from mensa.agent.resources_detect import detect_resources, parse_attributes
 from mensa.agent.service import AgentService

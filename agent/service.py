@@ -26,6 +26,8 @@ from typing import Any
 import structlog
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
 from mensa.agent.containerizer.base import (
     ContainerHandle,
     Containerizer,
@@ -54,7 +56,6 @@ from mensa.agent.status_updates import TaskKey
 from mensa.deploy.runtime import write_endpoints
 from mensa.proto import internal_pb2, mensa_pb2, transport
 from mensa.proto.transport import Endpoint, TransportError
-from zmq.utils.monitor import parse_monitor_message
 
 log = structlog.get_logger(__name__)
 

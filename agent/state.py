@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+
 from mensa.agent.containerizer.base import LaunchSpec
 from mensa.agent.events import (
     Command,
@@ -87,7 +88,7 @@ def _tlog(framework_id: str, task_id: str) -> Any:
     return log.bind(framework_id=framework_id, task_id=task_id)
 
 
-def _state_name(state: int) -> str:
+def _state_name(state: mensa_pb2.TaskState) -> str:
     return mensa_pb2.TaskState.Name(state)
 
 
@@ -293,7 +294,8 @@ class AgentState:
         sandbox = sandbox_path(self.config.work_dir, agent_id, framework_id, task_id)
         if info.HasField("executor"):
             raise InvalidTask("custom executors are not supported; give the task a command")
-        executable, argv = "", ()
+        executable: str = ""
+        argv: tuple[str, ...] = ()
         if info.command.value or info.container.type != mensa_pb2.ContainerInfo.DOCKER:
             executable, argv = command_line(info.command)
         env = task_environment(
@@ -425,7 +427,7 @@ class AgentState:
             return
         record.container_running = False
         text = termination_text(event)
-        reason: int | None = None
+        reason: mensa_pb2.TaskStatus.Reason | None = None
         if record.kill_requested or event.killed_by_us:
             state = mensa_pb2.TASK_KILLED
             if event.exit_code is None and event.signal is None:
@@ -457,7 +459,8 @@ class AgentState:
     # -- status updates ------------------------------------------------------------------------
 
     def _set_state(
-        self, record: TaskRecord, state: int, message: str = "", reason: int | None = None
+        self, record: TaskRecord, state: mensa_pb2.TaskState, message: str = "",
+        reason: mensa_pb2.TaskStatus.Reason | None = None
     ) -> None:
         record.state = state
         record.latest_status = self._emit(
@@ -471,10 +474,10 @@ class AgentState:
         self,
         framework_id: str,
         task_id: str,
-        state: int,
+        state: mensa_pb2.TaskState,
         record: TaskRecord | None,
         message: str = "",
-        reason: int | None = None,
+        reason: mensa_pb2.TaskStatus.Reason | None = None,
     ) -> mensa_pb2.TaskStatus:
         """Builds a status update; queues it for delivery unless the task is silent."""
         status = TaskStatus(

@@ -32,7 +32,7 @@ class TaskRecord:
 
     framework: mensa_pb2.FrameworkInfo
     task_info: mensa_pb2.TaskInfo
-    state: int = mensa_pb2.TASK_STAGING
+    state: mensa_pb2.TaskState = mensa_pb2.TASK_STAGING
     sandbox: str = ""
     pid: int | None = None
     container_running: bool = False  # Launch issued, no exit or launch failure seen yet.

@@ -7,6 +7,7 @@ grace period. Nothing is ever killed by name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -123,8 +124,6 @@ def kill_processes_under(root: Path) -> list[int]:
     """SIGKILLs every process working inside ``root`` (by pid); returns the pids."""
     pids = processes_under(root)
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return pids

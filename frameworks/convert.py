@@ -20,6 +20,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
+
 from mensa.proto import mensa_pb2, scheduler_pb2
 
 Call = scheduler_pb2.Call

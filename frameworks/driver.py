@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
+
 from mensa.frameworks import convert
 from mensa.frameworks.scheduler import Scheduler
 from mensa.frameworks.session import OfferBook, Session, SessionOptions
@@ -57,7 +58,7 @@ def with_defaults(info: mensa_pb2.FrameworkInfo) -> mensa_pb2.FrameworkInfo:
     if not out.user:
         try:
             out.user = getpass.getuser()
-        except Exception:  # noqa: BLE001 - no passwd entry (containers): fall back to the uid
+        except Exception:
             out.user = str(os.getuid())
     if not out.hostname:
         out.hostname = socket.gethostname()
@@ -291,7 +292,7 @@ class SchedulerDriver:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._session.run())
-        except BaseException:  # noqa: BLE001 - a driver bug must still end join()
+        except BaseException:
             self._log.exception("driver_failed")
             with self._lock:
                 self._status = DriverStatus.ABORTED

@@ -28,8 +28,9 @@ from typing import Any
 import structlog
 import zmq
 import zmq.asyncio
-from mensa.proto import internal_pb2, transport
 from zmq.utils.monitor import parse_monitor_message
+
+from mensa.proto import internal_pb2, transport
 
 log = structlog.get_logger(__name__)
 

@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 import structlog
+
 from mensa.deploy.runtime import LOG_FORMATS, configure_logging
 from mensa.frameworks.driver import DriverStatus, SchedulerDriver
 from mensa.frameworks.scheduler import Scheduler
@@ -91,7 +92,7 @@ def load_scheduler(target: str) -> Scheduler:
         raise TargetError(f"target {target!r} is not MODULE:CLASS")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
+    except Exception as exc:
         raise TargetError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
     obj: Any = module
     for part in attr.split("."):
@@ -107,7 +108,7 @@ def load_scheduler(target: str) -> Scheduler:
         raise TargetError(f"{target!r} is a class but not a subclass of mensa.frameworks.Scheduler")
     try:
         scheduler = obj()
-    except Exception as exc:  # noqa: BLE001 - the user's constructor failed
+    except Exception as exc:
         raise TargetError(f"{target}() failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(scheduler, Scheduler):
         raise TargetError(f"{target}() returned {type(scheduler).__name__}, not a Scheduler")

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 import zmq.asyncio
+
 from mensa.frameworks import convert
 from mensa.frameworks.events import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -365,5 +366,5 @@ class Session:
     def _invoke(self, callback: Callback) -> None:
         try:
             getattr(self._scheduler, callback.name)(self._driver, *callback.args)
-        except Exception:  # noqa: BLE001 - a scheduler bug must not kill the driver
+        except Exception:
             self._log.exception("scheduler_callback_failed", callback=callback.name)

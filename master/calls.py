@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import structlog
+
 from mensa.master.offers import OutstandingOffer, Retired
-from mensa.master.records import FrameworkRecord, Peer, TaskRecord, is_terminal
+from mensa.master.records import FrameworkRecord, Peer, Reason, TaskRecord, TaskState, is_terminal
 from mensa.master.state import Event, MasterState, Send, master_status
 from mensa.master.validation import validate_framework_info, validate_task
 from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2
@@ -21,7 +22,7 @@ log = structlog.get_logger(__name__)
 
 Call = scheduler_pb2.Call
 Operation = mensa_pb2.Offer.Operation
-Reason = mensa_pb2.TaskStatus
+Status = mensa_pb2.TaskStatus
 ErrorCode = internal_pb2.Error
 DEFAULT_REFUSE_SECONDS = mensa_pb2.Filters().refuse_seconds
 MAX_COMPLETED_FRAMEWORKS = 100
@@ -132,12 +133,16 @@ def _fatal(peer: Peer, message: str) -> Send:
     return Send(peer, internal_pb2.Envelope(event=event))
 
 
-def teardown(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float) -> list[Send]:
+def teardown(
+    state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float
+) -> list[Send]:
     """TEARDOWN: kills all the framework's tasks and forgets it."""
     return remove_framework(state, framework, now, "teardown requested")
 
 
-def remove_framework(state: MasterState, framework: FrameworkRecord, now: float, reason: str) -> list[Send]:
+def remove_framework(
+    state: MasterState, framework: FrameworkRecord, now: float, reason: str
+) -> list[Send]:
     """Removes a framework: its offers go, its tasks are killed, its resources are freed."""
     framework_id = framework.framework_id
     log.info("framework_removed", framework_id=framework_id, reason=reason,
@@ -149,7 +154,7 @@ def remove_framework(state: MasterState, framework: FrameworkRecord, now: float,
         if not is_terminal(task.state):
             task.state = mensa_pb2.TASK_KILLED
             task.statuses.append(master_status(
-                task.task_id, mensa_pb2.TASK_KILLED, now, reason=Reason.REASON_FRAMEWORK_REMOVED,
+                task.task_id, mensa_pb2.TASK_KILLED, now, reason=Status.REASON_FRAMEWORK_REMOVED,
                 message=f"framework removed: {reason}", agent_id=task.agent_id))
         task.released = True  # The allocator frees all of the framework's resources at once.
         agent = state.agents.get(task.agent_id)
@@ -161,7 +166,8 @@ def remove_framework(state: MasterState, framework: FrameworkRecord, now: float,
     for agent_id in sorted(agents):
         shutdown = internal_pb2.ShutdownFramework()
         shutdown.framework_id.value = framework_id
-        sends.append(Send(state.agents[agent_id].peer, internal_pb2.Envelope(shutdown_framework=shutdown)))
+        envelope = internal_pb2.Envelope(shutdown_framework=shutdown)
+        sends.append(Send(state.agents[agent_id].peer, envelope))
     state.allocator.remove_framework(framework_id)
     del state.frameworks[framework_id]
     if framework.peer is not None:
@@ -205,7 +211,9 @@ def _owned_offers(
     return offers, errors
 
 
-def accept(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float) -> list[Send]:
+def accept(
+    state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float
+) -> list[Send]:
     """ACCEPT: validates the offers and runs the operations (LAUNCH) against them."""
     acc = call.accept
     refuse = _refuse_seconds(acc.filters, acc.HasField("filters"))
@@ -231,7 +239,7 @@ def accept(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.C
         state.allocation_pending = True
         dropped = mensa_pb2.TASK_DROPPED if framework.partition_aware else mensa_pb2.TASK_LOST
         for task in launches:
-            sends += _task_refused(state, framework, task, dropped, Reason.REASON_INVALID_OFFERS,
+            sends += _task_refused(state, framework, task, dropped, Status.REASON_INVALID_OFFERS,
                                    f"invalid offers: {message}", now)
         sends.append(state.reject(framework.peer, f"ACCEPT refused: {message}", refused="call:ACCEPT"))
         return sends
@@ -274,7 +282,7 @@ def _launch(
         error = f"task needs {resources} but the offers have {remaining} left"
     if error is not None or resources is None:
         state.counters.tasks_invalid += 1
-        return _task_refused(state, framework, task, mensa_pb2.TASK_ERROR, Reason.REASON_TASK_INVALID,
+        return _task_refused(state, framework, task, mensa_pb2.TASK_ERROR, Status.REASON_TASK_INVALID,
                              error or "invalid task", now), remaining
     info = mensa_pb2.TaskInfo()
     info.CopyFrom(task)
@@ -298,8 +306,8 @@ def _task_refused(
     state: MasterState,
     framework: FrameworkRecord,
     task: mensa_pb2.TaskInfo,
-    task_state: int,
-    reason: int,
+    task_state: TaskState,
+    reason: Reason,
     message: str,
     now: float,
 ) -> list[Send]:
@@ -312,7 +320,9 @@ def _task_refused(
     return [Send(framework.peer, internal_pb2.Envelope(event=event))]
 
 
-def decline(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float) -> list[Send]:
+def decline(
+    state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float
+) -> list[Send]:
     """DECLINE: returns the offers' resources, filtered from this framework for refuse_seconds."""
     dec = call.decline
     refuse = _refuse_seconds(dec.filters, dec.HasField("filters"))
@@ -327,7 +337,9 @@ def decline(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.
     return []
 
 
-def revive(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float) -> list[Send]:
+def revive(
+    state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float
+) -> list[Send]:
     """REVIVE: removes the framework's filters and lifts suppression."""
     roles = list(call.revive.roles) or None
     state.allocator.revive(framework.framework_id, roles)
@@ -336,7 +348,9 @@ def revive(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.C
     return []
 
 
-def suppress(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float) -> list[Send]:
+def suppress(
+    state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float
+) -> list[Send]:
     """SUPPRESS: stops offers to the framework until it revives."""
     roles = list(call.suppress.roles) or None
     state.allocator.suppress(framework.framework_id, roles)
@@ -347,7 +361,9 @@ def suppress(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2
 # -- tasks -------------------------------------------------------------------------------------
 
 
-def kill(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float) -> list[Send]:
+def kill(
+    state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float
+) -> list[Send]:
     """KILL: asks the task's agent to kill it; an unknown task is reported lost."""
     task_id = call.kill.task_id.value
     task = framework.tasks.get(task_id)
@@ -356,7 +372,7 @@ def kill(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Cal
         if done is not None and done.latest is not None:
             return _update(framework, done.latest)
         state_ = mensa_pb2.TASK_UNKNOWN if framework.partition_aware else mensa_pb2.TASK_LOST
-        status = master_status(task_id, state_, now, reason=Reason.REASON_TASK_UNKNOWN,
+        status = master_status(task_id, state_, now, reason=Status.REASON_TASK_UNKNOWN,
                                message="task is unknown to the master")
         return _update(framework, status)
     if is_terminal(task.state):
@@ -374,7 +390,9 @@ def kill(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Cal
     return [Send(agent.peer, internal_pb2.Envelope(kill_task=msg))]
 
 
-def acknowledge(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float) -> list[Send]:
+def acknowledge(
+    state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float
+) -> list[Send]:
     """ACKNOWLEDGE: passes the acknowledgement to the agent that sent the update."""
     ack = call.acknowledge
     agent = state.agents.get(ack.agent_id.value)
@@ -393,7 +411,9 @@ def acknowledge(state: MasterState, framework: FrameworkRecord, call: scheduler_
     return [Send(agent.peer, internal_pb2.Envelope(status_update_acknowledgement=msg))]
 
 
-def reconcile(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float) -> list[Send]:
+def reconcile(
+    state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float
+) -> list[Send]:
     """RECONCILE: the latest state of the named tasks, or of all live tasks when none are named."""
     sends: list[Send] = []
     if not call.reconcile.tasks:
@@ -402,9 +422,9 @@ def reconcile(state: MasterState, framework: FrameworkRecord, call: scheduler_pb
         return sends
     for item in call.reconcile.tasks:
         task_id = item.task_id.value
-        task = framework.tasks.get(task_id) or framework.find_completed(task_id)
-        if task is not None:
-            sends += _update(framework, _reconciled(task, now))
+        known = framework.tasks.get(task_id) or framework.find_completed(task_id)
+        if known is not None:
+            sends += _update(framework, _reconciled(known, now))
             continue
         agent_id = item.agent_id.value
         if not framework.partition_aware:
@@ -414,14 +434,14 @@ def reconcile(state: MasterState, framework: FrameworkRecord, call: scheduler_pb
         else:
             state_ = mensa_pb2.TASK_UNKNOWN
         sends += _update(framework, master_status(task_id, state_, now,
-                                                  reason=Reason.REASON_RECONCILIATION,
+                                                  reason=Status.REASON_RECONCILIATION,
                                                   message="task is unknown to the master",
                                                   agent_id=agent_id or None))
     return sends
 
 
 def _reconciled(task: TaskRecord, now: float) -> mensa_pb2.TaskStatus:
-    status = master_status(task.task_id, task.state, now, reason=Reason.REASON_RECONCILIATION,
+    status = master_status(task.task_id, task.state, now, reason=Status.REASON_RECONCILIATION,
                            message="reconciliation", agent_id=task.agent_id)
     latest = task.latest
     if latest is not None and latest.HasField("healthy"):
@@ -436,7 +456,9 @@ def _update(framework: FrameworkRecord, status: mensa_pb2.TaskStatus) -> list[Se
     return [Send(framework.peer, internal_pb2.Envelope(event=event))]
 
 
-def message(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float) -> list[Send]:
+def message(
+    state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float
+) -> list[Send]:
     """MESSAGE: forwards opaque data towards an executor on an agent (no delivery guarantee)."""
     msg = call.message
     agent = state.agents.get(msg.agent_id.value)
@@ -450,7 +472,9 @@ def message(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.
     return [Send(agent.peer, internal_pb2.Envelope(framework_to_executor=out))]
 
 
-def request(state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float) -> list[Send]:
+def request(
+    state: MasterState, framework: FrameworkRecord, call: scheduler_pb2.Call, now: float
+) -> list[Send]:
     """REQUEST: accepted and ignored, as Mesos's built-in allocator does."""
     return []
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import Resources
 
 Peer = Hashable
 
-TaskState = mensa_pb2.TaskState
+TaskState: TypeAlias = mensa_pb2.TaskState
+Reason: TypeAlias = mensa_pb2.TaskStatus.Reason
 
 TERMINAL_STATES = frozenset(
     {
@@ -34,7 +36,7 @@ MAX_STATUSES_PER_TASK = 10
 MAX_COMPLETED_TASKS = 1000
 
 
-def is_terminal(state: int) -> bool:
+def is_terminal(state: TaskState) -> bool:
     return state in TERMINAL_STATES
 
 
@@ -47,7 +49,7 @@ class TaskRecord:
     agent_id: str
     info: mensa_pb2.TaskInfo
     resources: Resources
-    state: int = mensa_pb2.TASK_STAGING
+    state: TaskState = mensa_pb2.TASK_STAGING
     statuses: deque[mensa_pb2.TaskStatus] = field(
         default_factory=lambda: deque(maxlen=MAX_STATUSES_PER_TASK)
     )

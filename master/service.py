@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import structlog
 import zmq
 import zmq.asyncio
+
 from mensa.deploy.runtime import write_endpoints
 from mensa.master.http.server import start_http
 from mensa.master.state import MasterConfig, MasterState, PeerUnreachable, Received, Send

@@ -23,13 +23,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import structlog
+
 from mensa.master.allocator import Allocator
 from mensa.master.offers import OfferBook, Retired
 from mensa.master.records import (
     AgentRecord,
     FrameworkRecord,
     Peer,
+    Reason,
     TaskRecord,
+    TaskState,
     is_terminal,
 )
 from mensa.master.validation import validate_id
@@ -151,7 +154,12 @@ class MasterState:
         return [self.reject(event.peer, f"a master does not take {kind} messages", refused=str(kind))]
 
     def reject(
-        self, peer: Peer, message: str, *, code: int = ErrorCode.BAD_REQUEST, refused: str = ""
+        self,
+        peer: Peer,
+        message: str,
+        *,
+        code: internal_pb2.Error.Code = ErrorCode.BAD_REQUEST,
+        refused: str = "",
     ) -> Send:
         """Returns the error reply for a refused message, and logs it."""
         self.counters.invalid_messages += 1
@@ -428,10 +436,10 @@ class MasterState:
     def transition(
         self,
         task: TaskRecord,
-        state: int,
+        state: TaskState,
         now: float,
         *,
-        reason: int,
+        reason: Reason,
         message: str,
     ) -> list[Send]:
         """Moves a task to ``state`` on the master's own authority and tells its framework.
@@ -551,10 +559,10 @@ class MasterState:
 
 def master_status(
     task_id: str,
-    state: int,
+    state: TaskState,
     now: float,
     *,
-    reason: int,
+    reason: Reason,
     message: str,
     agent_id: str | None = None,
 ) -> mensa_pb2.TaskStatus:

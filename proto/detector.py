@@ -8,6 +8,7 @@ Today a master is given by a fixed ``HOST:PORT`` (its ZeroMQ port); leader detec
 from __future__ import annotations
 
 import zmq
+
 from mensa.proto import internal_pb2
 from mensa.proto.transport import Endpoint, TransportError, connect_dealer, decode, encode
 
@@ -25,7 +26,7 @@ def parse_master(text: str) -> Endpoint:
 
 def fetch_master_info(endpoint: Endpoint, timeout: float = 5.0) -> internal_pb2.MasterInfoResponse:
     """Asks the master at ``endpoint`` for its MasterInfo; raises MasterUnreachable on timeout."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = connect_dealer(ctx, endpoint)
     try:
         request = internal_pb2.Envelope(master_info_request=internal_pb2.MasterInfoRequest())

@@ -233,7 +233,7 @@ class Resources:
         out: list[mensa_pb2.Resource] = []
         Type = mensa_pb2.Value
 
-        def base(name: str, role: str, type_: int) -> mensa_pb2.Resource:
+        def base(name: str, role: str, type_: mensa_pb2.Value.Type) -> mensa_pb2.Resource:
             r = mensa_pb2.Resource(name=name, type=type_)
             if role != UNRESERVED:
                 res = r.reservations.add()
@@ -347,10 +347,7 @@ class Resources:
         for key, intervals in other._ranges.items():
             if not _ranges_contain(self._ranges.get(key, ()), intervals):
                 return False
-        for key, items in other._sets.items():
-            if not items <= self._sets.get(key, frozenset()):
-                return False
-        return True
+        return all(items <= self._sets.get(key, frozenset()) for key, items in other._sets.items())
 
     # -- arithmetic ---------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import zmq
 from google.protobuf.message import DecodeError
+
 from mensa.proto import internal_pb2
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -93,12 +94,14 @@ def decode(payload: bytes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -
     return envelope
 
 
-def error_envelope(message: str, code: int = internal_pb2.Error.BAD_REQUEST) -> internal_pb2.Envelope:
+def error_envelope(
+    message: str, code: internal_pb2.Error.Code = internal_pb2.Error.BAD_REQUEST
+) -> internal_pb2.Envelope:
     """Returns an Envelope carrying an Error for the sender of a bad message."""
-    return internal_pb2.Envelope(error=internal_pb2.Error(code=code, message=message))  # type: ignore[arg-type]
+    return internal_pb2.Envelope(error=internal_pb2.Error(code=code, message=message))
 
 
-def _tune(sock: zmq.Socket, max_message_bytes: int) -> None:  # type: ignore[type-arg]
+def _tune(sock: zmq.Socket, max_message_bytes: int) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
     sock.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
@@ -108,11 +111,11 @@ def _tune(sock: zmq.Socket, max_message_bytes: int) -> None:  # type: ignore[typ
 
 
 def bind_router(
-    ctx: zmq.Context,  # type: ignore[type-arg]
+    ctx: zmq.Context,
     host: str,
     port: int,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-) -> tuple[zmq.Socket, int]:  # type: ignore[type-arg]
+) -> tuple[zmq.Socket, int]:
     """Binds a ROUTER socket on ``host:port`` (0 picks a free port); returns it and its port."""
     sock = ctx.socket(zmq.ROUTER)
     _tune(sock, max_message_bytes)
@@ -128,11 +131,11 @@ def bind_router(
 
 
 def connect_dealer(
-    ctx: zmq.Context,  # type: ignore[type-arg]
+    ctx: zmq.Context,
     endpoint: Endpoint,
     identity: bytes | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-) -> zmq.Socket:  # type: ignore[type-arg]
+) -> zmq.Socket:
     """Connects a DEALER socket to ``endpoint``; ``identity`` defaults to a random one."""
     sock = ctx.socket(zmq.DEALER)
     _tune(sock, max_message_bytes)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import structlog
+
 from mensa.agent.containerizer.base import ContainerHandle, LaunchError, LaunchSpec, Termination
 from mensa.proto import mensa_pb2
 

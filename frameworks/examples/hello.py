@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import structlog
+
 from mensa.frameworks import Scheduler, SchedulerDriver
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import Resources

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
+
 from mensa.proto.resources import UNRESERVED, Resources
 
 from .sorter import DRFSorter

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+
 from mensa.master.http.state_json import metrics_json, state_json
 
 if TYPE_CHECKING:

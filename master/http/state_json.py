@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf import json_format
+
 from mensa.master.records import AgentRecord, FrameworkRecord, TaskRecord
 from mensa.master.state import MasterState
 from mensa.proto import mensa_pb2

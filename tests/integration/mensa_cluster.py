@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import zmq
+
 from mensa.deploy.processes import ManagedProcess, kill_processes_under, mensa_argv
 from mensa.proto import internal_pb2
 from mensa.proto.transport import Endpoint, connect_dealer, decode, encode
@@ -95,7 +96,8 @@ class Cluster:
         self.sockets.append(sock)
         return sock
 
-    def ask(self, sock: zmq.Socket, payload: bytes | list[bytes], timeout: float = 5.0) -> internal_pb2.Envelope:  # type: ignore[type-arg]
+    def ask(self, sock: zmq.Socket, payload: bytes | list[bytes],  # type: ignore[type-arg]
+            timeout: float = 5.0) -> internal_pb2.Envelope:
         """Sends raw frames to the master and returns its decoded answer."""
         if isinstance(payload, list):
             sock.send_multipart(payload)

@@ -42,7 +42,8 @@ class Recorder(Scheduler):
         self.lock = threading.Lock()
         self.agent_of: dict[str, str] = {}
 
-    def submit(self, driver: SchedulerDriver, *tasks: mensa_pb2.TaskInfo, hostname: str | None = None) -> None:
+    def submit(self, driver: SchedulerDriver, *tasks: mensa_pb2.TaskInfo,
+               hostname: str | None = None) -> None:
         with self.lock:
             self.pending += [(t, hostname) for t in tasks]
         driver.revive_offers()
@@ -203,7 +204,7 @@ def test_scheduler_disconnects_and_resubscribes_keeping_its_tasks(two_agents: Cl
 def test_agent_killed_with_sigkill_has_its_tasks_lost(two_agents: Cluster) -> None:
     cluster = two_agents
     sched = Recorder()
-    driver, framework_id = start(cluster, sched)
+    driver, _ = start(cluster, sched)
     try:
         sched.submit(driver, task("doomed", "sleep 300"), hostname="agent1")
         sched.state_of("doomed", "TASK_RUNNING")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from mensa_cluster import Cluster
+
 from mensa.proto import internal_pb2, scheduler_pb2
 from mensa.proto.transport import encode
-from mensa_cluster import Cluster
 
 Call = scheduler_pb2.Call
 Event = scheduler_pb2.Event

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import zmq
+
 from mensa.deploy.processes import ManagedProcess, kill_processes_under, mensa_argv
 from mensa.proto import internal_pb2, mensa_pb2
 from mensa.proto.transport import bind_router, decode, encode

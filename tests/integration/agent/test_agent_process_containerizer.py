@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
 from mensa.agent.containerizer.base import Containerizer, LaunchError, LaunchSpec, Termination
 from mensa.agent.containerizer.process import ProcessContainerizer, ProcessHandle
 from mensa.agent.sandbox import command_line, task_environment

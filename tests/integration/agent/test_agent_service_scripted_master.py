@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.asyncio
+
 from mensa.agent.service import AgentService
 from mensa.agent.state import AgentConfig
 from mensa.deploy.processes import kill_processes_under

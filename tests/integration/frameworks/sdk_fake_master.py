@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import zmq
+
 from mensa.frameworks import Scheduler
 from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2, transport
 

@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from sdk_fake_master import Call, Envelope, Event, FakeMaster, Recorder, offer, status
+
 from mensa.frameworks import DriverStatus, SchedulerDriver
 from mensa.proto import internal_pb2, mensa_pb2
-from sdk_fake_master import Call, Envelope, Event, FakeMaster, Recorder, offer, status
 
 pytestmark = pytest.mark.integration
 

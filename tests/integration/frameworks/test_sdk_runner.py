@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mensa.proto import mensa_pb2
 from sdk_fake_master import WAIT, Call, Event, FakeMaster, offer, status
+
+from mensa.proto import mensa_pb2
 
 pytestmark = pytest.mark.integration
 

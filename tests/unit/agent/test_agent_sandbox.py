@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mensa.agent.resources_detect import attributes_json, detect_resources, parse_attributes
 from mensa.agent.sandbox import InvalidTask, command_line, id_problem, sandbox_path, task_ports
 from mensa.proto import mensa_pb2

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterable
 
 import pytest
+
 from mensa.agent.state import (
     AgentConfig,
     AgentState,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mensa.agent.status_updates import Ack, StatusUpdateManager
 from mensa.proto import mensa_pb2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from mensa.frameworks import convert
 from mensa.proto import mensa_pb2, scheduler_pb2
 

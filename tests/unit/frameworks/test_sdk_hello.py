@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from mensa.frameworks.examples.hello import COMMAND, HelloScheduler
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import Resources

@@ -8,6 +8,7 @@ import types
 from collections.abc import Iterator
 
 import pytest
+
 from mensa.frameworks import Scheduler
 from mensa.frameworks.examples.hello import HelloScheduler
 from mensa.frameworks.runner import TargetError, add_arguments, framework_info, load_scheduler
@@ -37,7 +38,7 @@ def plugin() -> Iterator[types.ModuleType]:
     module.Good = Good  # type: ignore[attr-defined]
     module.Broken = Broken  # type: ignore[attr-defined]
     module.NotAScheduler = NotAScheduler  # type: ignore[attr-defined]
-    module.factory = lambda: Good()  # type: ignore[attr-defined]
+    module.factory = lambda: Good()  # type: ignore[attr-defined]  # noqa: PLW0108
     module.bad_factory = lambda: 42  # type: ignore[attr-defined]
     sys.modules[module.__name__] = module
     yield module

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
 from mensa.master.allocator import MAX_REFUSE_SECONDS, Allocation, Allocator
 from mensa.proto.resources import Resources
 

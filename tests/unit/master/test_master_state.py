@@ -15,6 +15,7 @@ from master_harness import (
     task,
     updates_to,
 )
+
 from mensa.proto import internal_pb2, mensa_pb2
 from mensa.proto.resources import Resources
 

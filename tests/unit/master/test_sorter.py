@@ -7,6 +7,7 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mensa.master.allocator import DRFSorter
 from mensa.proto.resources import Resources
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mensa.proto import mensa_pb2
-from mensa.proto.resources import Resources, ResourceError, format_ranges
+from mensa.proto.resources import ResourceError, Resources, format_ranges
 
 R = Resources.parse
 
