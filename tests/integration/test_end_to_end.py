@@ -174,6 +174,19 @@ def test_invalid_tasks_get_errors_and_valid_ones_still_run(two_agents: Cluster) 
         driver.join()
 
 
+def test_tasks_inherit_only_stdin_stdout_and_stderr_from_the_agent(two_agents: Cluster) -> None:
+    sched = Recorder()
+    driver, _ = start(two_agents, sched)
+    try:
+        sched.submit(driver, task("fds", "ls /proc/$$/fd"))
+        sched.state_of("fds", "TASK_FINISHED")
+        [stdout] = list(two_agents.root.glob("agent*/**/fds/**/stdout"))
+        assert stdout.read_text().split() == ["0", "1", "2"]
+    finally:
+        driver.stop()
+        driver.join()
+
+
 def test_scheduler_disconnects_and_resubscribes_keeping_its_tasks(two_agents: Cluster) -> None:
     cluster = two_agents
     first = Recorder()
