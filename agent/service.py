@@ -169,16 +169,15 @@ class AgentService:
             self.dispatch(Tick())
 
     async def _monitor_loop(self, monitor: zmq.asyncio.Socket) -> None:
-        connected_before = False
+        # Every connection (re-)registers: the monitor is attached after the socket connects, so
+        # which connection was the first cannot be told reliably, and a duplicate registration
+        # is harmless (the master answers it with the same id).
         while True:
             event = parse_monitor_message(await monitor.recv_multipart())
             if event["event"] != zmq.EVENT_CONNECTED:
                 continue
-            if connected_before:
-                self.dispatch(MasterReconnected())
-            else:
-                log.info("master_connected", master=str(self.master))
-            connected_before = True
+            log.info("master_connected", master=str(self.master))
+            self.dispatch(MasterReconnected())
 
     # -- state machine plumbing ----------------------------------------------------------------
 

@@ -220,6 +220,11 @@ def test_restarted_master_is_reregistered_with_and_stop_kills_tasks(tmp_path: Pa
         await master.update_and_ack()  # STARTING
         await master.update()  # RUNNING, deliberately not acknowledged
         pid_file = tmp_path / "agents/agent-1/frameworks/fw-1/executors/long/runs/latest/pid"
+        # RUNNING means spawned; the shell writes its pid a moment later.
+        for _ in range(500):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            await asyncio.sleep(0.02)
         pid_holder.append(int(pid_file.read_text()))
 
         # The master dies and a new one starts on the same port.
