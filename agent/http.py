@@ -20,10 +20,10 @@ from typing import Any
 
 import tornado.web
 
-from mensa.agent.resources_detect import attributes_json
 from mensa.agent.state import AgentState
 from mensa.agent.tasks import TaskRecord
 from mensa.proto import mensa_pb2
+from mensa.proto.attributes import attributes_json
 from mensa.proto.resources import ResourceError, Resources
 
 MAX_READ_BYTES = 1024 * 1024

@@ -26,10 +26,11 @@ import tornado.httpserver
 import tornado.netutil
 
 from mensa.agent.http import make_app
-from mensa.agent.resources_detect import detect_resources, parse_attributes
+from mensa.agent.resources_detect import detect_resources
 from mensa.agent.service import AgentService
 from mensa.agent.state import AgentConfig
 from mensa.deploy.runtime import configure_logging, write_endpoints
+from mensa.proto.attributes import parse_attributes
 from mensa.proto.resources import ResourceError, Resources
 from mensa.proto.transport import Endpoint
 

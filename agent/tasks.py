@@ -11,19 +11,7 @@ from dataclasses import dataclass
 
 from mensa.agent.events import ContainerExited
 from mensa.proto import mensa_pb2
-
-TERMINAL_STATES = frozenset(
-    {
-        mensa_pb2.TASK_FINISHED,
-        mensa_pb2.TASK_FAILED,
-        mensa_pb2.TASK_KILLED,
-        mensa_pb2.TASK_ERROR,
-        mensa_pb2.TASK_LOST,
-        mensa_pb2.TASK_DROPPED,
-        mensa_pb2.TASK_GONE,
-        mensa_pb2.TASK_GONE_BY_OPERATOR,
-    }
-)
+from mensa.proto.states import TERMINAL_STATES
 
 
 @dataclass(slots=True)

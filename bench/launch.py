@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mensa.deploy.processes import ManagedProcess, kill_processes_under, mensa_argv
 from mensa.deploy.runtime import configure_logging
-from mensa.frameworks import Scheduler, SchedulerDriver
+from mensa.frameworks import Scheduler, SchedulerDriver, is_terminal
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import Resources
 
@@ -69,8 +69,7 @@ class LaunchBench(Scheduler):
                 self.running_at.setdefault(task_id, now)
             elif status.state == mensa_pb2.TASK_FINISHED:
                 self.finished_at.setdefault(task_id, now)
-            elif status.state in (mensa_pb2.TASK_FAILED, mensa_pb2.TASK_ERROR, mensa_pb2.TASK_LOST,
-                                  mensa_pb2.TASK_DROPPED, mensa_pb2.TASK_KILLED):
+            elif is_terminal(status.state):
                 self.failed += 1
             if len(self.finished_at) + self.failed >= self.total:
                 self.done.set()

@@ -18,5 +18,6 @@ from __future__ import annotations
 
 from mensa.frameworks.driver import DriverStatus, SchedulerDriver
 from mensa.frameworks.scheduler import Scheduler
+from mensa.proto.states import TERMINAL_STATES, is_terminal
 
-__all__ = ["DriverStatus", "Scheduler", "SchedulerDriver"]
+__all__ = ["TERMINAL_STATES", "DriverStatus", "Scheduler", "SchedulerDriver", "is_terminal"]

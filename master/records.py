@@ -13,31 +13,17 @@ from typing import TypeAlias
 
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import Resources
+from mensa.proto.states import TERMINAL_STATES, is_terminal
 
 Peer = Hashable
+
+__all__ = ["TERMINAL_STATES", "AgentRecord", "FrameworkRecord", "TaskRecord", "is_terminal"]
 
 TaskState: TypeAlias = mensa_pb2.TaskState
 Reason: TypeAlias = mensa_pb2.TaskStatus.Reason
 
-TERMINAL_STATES = frozenset(
-    {
-        mensa_pb2.TASK_FINISHED,
-        mensa_pb2.TASK_FAILED,
-        mensa_pb2.TASK_KILLED,
-        mensa_pb2.TASK_ERROR,
-        mensa_pb2.TASK_LOST,
-        mensa_pb2.TASK_DROPPED,
-        mensa_pb2.TASK_GONE,
-        mensa_pb2.TASK_GONE_BY_OPERATOR,
-    }
-)
-
 MAX_STATUSES_PER_TASK = 10
 MAX_COMPLETED_TASKS = 1000
-
-
-def is_terminal(state: TaskState) -> bool:
-    return state in TERMINAL_STATES
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ import os
 
 import structlog
 
-from mensa.frameworks import Scheduler, SchedulerDriver
+from mensa.frameworks import Scheduler, SchedulerDriver, is_terminal
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import Resources
 
@@ -23,13 +23,6 @@ TASK_RESOURCES = Resources.parse("cpus:0.1;mem:32")
 COMMAND = 'echo "hello from $MESOS_TASK_ID on $HOST"; sleep 1'
 # Resources we leave unused are not offered to us again for this many seconds.
 REFUSE_SECONDS = 5.0
-# A task in one of these states will not change again.
-TERMINAL = {
-    mensa_pb2.TASK_FINISHED, mensa_pb2.TASK_FAILED, mensa_pb2.TASK_KILLED, mensa_pb2.TASK_ERROR,
-    mensa_pb2.TASK_LOST, mensa_pb2.TASK_DROPPED, mensa_pb2.TASK_GONE,
-    mensa_pb2.TASK_GONE_BY_OPERATOR,
-}  # fmt: skip
-
 
 class HelloScheduler(Scheduler):
     """Launches N hello tasks, then stops the driver when all of them are done."""
@@ -78,7 +71,7 @@ class HelloScheduler(Scheduler):
         name = mensa_pb2.TaskState.Name(state)
         log.info("hello_task_updated", task_id=task_id, state=name, message=status.message)
         # Updates are delivered at least once: count each task's end only once.
-        if state not in TERMINAL or task_id in self.done:
+        if not is_terminal(state) or task_id in self.done:
             return
         self.done[task_id] = state
         if len(self.done) == self.total:

@@ -13,21 +13,8 @@ from google.protobuf import json_format
 from mensa.master.records import AgentRecord, FrameworkRecord, TaskRecord
 from mensa.master.state import MasterState
 from mensa.proto import mensa_pb2
+from mensa.proto.attributes import attributes_json
 from mensa.proto.resources import Resources
-
-
-def _attributes(agent: AgentRecord) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for attr in agent.info.attributes:
-        if attr.type == mensa_pb2.Value.SCALAR:
-            out[attr.name] = attr.scalar.value
-        elif attr.type == mensa_pb2.Value.TEXT:
-            out[attr.name] = attr.text.value
-        elif attr.type == mensa_pb2.Value.RANGES:
-            out[attr.name] = "[" + ", ".join(f"{r.begin}-{r.end}" for r in attr.ranges.range) + "]"
-        else:
-            out[attr.name] = "{" + ",".join(attr.set.item) + "}"
-    return out
 
 
 def _status(status: mensa_pb2.TaskStatus) -> dict[str, Any]:
@@ -117,7 +104,7 @@ def agent_json(state: MasterState, agent: AgentRecord) -> dict[str, Any]:
         "pid": f"agent@{agent.hostname}:{agent.http_port}",
         "hostname": agent.hostname,
         "port": agent.http_port,
-        "attributes": _attributes(agent),
+        "attributes": attributes_json(agent.info.attributes),
         "resources": agent.total.to_json(),
         "used_resources": used.to_json(),
         "offered_resources": offered.to_json(),

@@ -17,7 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("proto", "master", "agent", "frameworks", "deploy", "bench")
 PURE_MODULES = [
-    "mensa.proto.resources", "mensa.proto.transport", "mensa.proto.detector",
+    "mensa.proto.resources", "mensa.proto.transport", "mensa.proto.detector", "mensa.proto.states",
+    "mensa.proto.attributes",
     "mensa.master.state", "mensa.master.calls", "mensa.master.records", "mensa.master.offers",
     "mensa.master.validation", "mensa.master.allocator.sorter", "mensa.master.allocator.allocator",
     "mensa.master.http.state_json",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mensa.agent.resources_detect import attributes_json, detect_resources, parse_attributes
+from mensa.agent.resources_detect import detect_resources
 from mensa.agent.sandbox import InvalidTask, command_line, id_problem, sandbox_path, task_ports
 from mensa.proto import mensa_pb2
+from mensa.proto.attributes import attributes_json, parse_attributes
 from mensa.proto.resources import Resources
 
 
