@@ -24,6 +24,7 @@ COMMAND = 'echo "hello from $MESOS_TASK_ID on $HOST"; sleep 1'
 # Resources we leave unused are not offered to us again for this many seconds.
 REFUSE_SECONDS = 5.0
 
+
 class HelloScheduler(Scheduler):
     """Launches N hello tasks, then stops the driver when all of them are done."""
 
