@@ -25,7 +25,7 @@ Usage::
 from __future__ import annotations
 
 import uuid as _uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +106,8 @@ class AgentState:
         self.stopping = False
         self.tasks: dict[TaskKey, TaskRecord] = {}
         self.completed: deque[TaskRecord] = deque(maxlen=COMPLETED_TASKS_KEPT)
+        # Tasks killed before their RunTask arrived (reported TASK_LOST): never launched later.
+        self.killed_unknown: OrderedDict[TaskKey, None] = OrderedDict()
         self.updates = StatusUpdateManager(config.update_retry_min, config.update_retry_max)
         self._now = 0.0
         self._wall = 0.0
@@ -268,6 +270,9 @@ class AgentState:
         if key in self.tasks:
             tlog.info("duplicate_run_task_ignored")
             return
+        if self.killed_unknown.pop(key, 0) is None:
+            tlog.warning("run_task_ignored", reason="the task was killed before it arrived")
+            return
         record = TaskRecord(mensa_pb2.FrameworkInfo(), mensa_pb2.TaskInfo())
         record.framework.CopyFrom(message.framework)
         record.task_info.CopyFrom(message.task)
@@ -327,6 +332,9 @@ class AgentState:
                 tlog.warning("kill_task_ignored", reason="missing framework id or task id")
                 return
             tlog.warning("kill_of_unknown_task")
+            self.killed_unknown[(framework_id, task_id)] = None
+            while len(self.killed_unknown) > COMPLETED_TASKS_KEPT:
+                self.killed_unknown.popitem(last=False)
             self._emit(
                 framework_id,
                 task_id,

@@ -3,7 +3,8 @@
 The driver invokes them, one at a time and in the order the master's events arrive, on its
 own thread. A callback may call any ``SchedulerDriver`` method (they are thread-safe and never
 block on the master), including ``driver.stop()``. A callback that raises is logged
-(``scheduler_callback_failed``) and the driver carries on. A callback that blocks delays every
+(``scheduler_callback_failed``) and the driver carries on; a ``status_update`` that raises is
+not acknowledged, so the agent delivers the update again later. A callback that blocks delays every
 event after it, heartbeats included, so hand long work to another thread.
 
 Usage::

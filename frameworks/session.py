@@ -326,8 +326,9 @@ class Session:
         if callback is None:
             self._log.warning("event_ignored", type=int(kind))
             return
-        self._invoke(callback)
-        if kind == Event.UPDATE and self._opts.implicit_acknowledgements:
+        handled = self._invoke(callback)
+        # An update whose callback raised is not acknowledged: the agent sends it again later.
+        if kind == Event.UPDATE and handled and self._opts.implicit_acknowledgements:
             ack = convert.acknowledge_call(event.update.status)
             if ack is not None:
                 self.on_call(ack)
@@ -363,8 +364,11 @@ class Session:
         assert callback is not None
         self._invoke(callback)
 
-    def _invoke(self, callback: Callback) -> None:
+    def _invoke(self, callback: Callback) -> bool:
+        """Runs one callback; returns False (after logging it) when it raised."""
         try:
             getattr(self._scheduler, callback.name)(self._driver, *callback.args)
         except Exception:
             self._log.exception("scheduler_callback_failed", callback=callback.name)
+            return False
+        return True

@@ -402,7 +402,7 @@ def acknowledge(
         return [state.reject(framework.peer, f"ACKNOWLEDGE for unknown agent {ack.agent_id.value!r}",
                              refused="call:ACKNOWLEDGE")]
     task = framework.tasks.get(ack.task_id.value)
-    if task is not None and task.terminal_uuid == ack.uuid:
+    if task is not None and task.terminal_uuid == ack.uuid and is_terminal(task.state):
         framework.complete(task)
     msg = internal_pb2.StatusUpdateAcknowledgement(uuid=ack.uuid)
     msg.agent_id.value = agent.agent_id
@@ -427,6 +427,11 @@ def reconcile(
             sends += _update(framework, _reconciled(known, now))
             continue
         agent_id = item.agent_id.value
+        if state.recovering(now) and (not agent_id or agent_id not in state.agents):
+            # Its agent may not have re-registered with this new master yet: no answer (as
+            # Mesos does for agents it is recovering); the framework asks again later.
+            log.info("reconciliation_deferred", framework_id=framework.framework_id, task_id=task_id)
+            continue
         if not framework.partition_aware:
             state_ = mensa_pb2.TASK_LOST
         elif agent_id and agent_id in state.agents:

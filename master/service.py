@@ -98,6 +98,7 @@ class MasterService:
             max_agent_ping_timeouts=opts.max_agent_ping_timeouts,
             heartbeat_interval=opts.framework_heartbeat_interval,
             offer_timeout=opts.offer_timeout,
+            started_at=time.time(),
         ))
         self.started_at = time.time()
         self.elected_at = self.started_at
@@ -138,9 +139,12 @@ class MasterService:
                 except zmq.Again:
                     break
                 sends += self._on_frames(frames, now)
-            if self.state.allocation_pending:
-                sends += self.state.allocate(now)
-            self._send_all(sends, now)
+            try:
+                if self.state.allocation_pending:
+                    sends += self.state.allocate(now)
+                self._send_all(sends, now)
+            except Exception:  # The loop must outlive a bug; the next batch starts afresh.
+                self.log.exception("batch_failed", messages=len(sends))
 
     def _on_frames(self, frames: list[bytes], now: float) -> list[Send]:
         peer = frames[0]
@@ -173,10 +177,9 @@ class MasterService:
                 if now >= next_allocation or self.state.allocation_pending:
                     next_allocation = now + self.opts.allocation_interval
                     sends += self.state.allocate(now)
+                self._send_all(sends, now)
             except Exception:
                 self.log.exception("timer_failed")
-                continue
-            self._send_all(sends, now)
 
     # -- sending -----------------------------------------------------------------------------
 

@@ -80,6 +80,14 @@ class MasterConfig:
     # A framework silent for this many heartbeat intervals is considered disconnected.
     framework_silence_intervals: float = 3.0
     offer_timeout: float | None = None
+    # When this master started; until `recovery_window` has passed, agents of a previous master
+    # may still be re-registering.
+    started_at: float = 0.0
+
+    @property
+    def recovery_window(self) -> float:
+        """Seconds within which every agent notices a new master and re-registers."""
+        return self.agent_ping_timeout * (self.max_agent_ping_timeouts + 1)
 
 
 @dataclass(slots=True)
@@ -115,6 +123,10 @@ class MasterState:
         self.counters = Counters()
         self.allocation_pending = False
         self._next = {"framework": 0, "agent": 0, "offer": 0}
+
+    def recovering(self, now: float) -> bool:
+        """True while agents of a previous master may still be re-registering."""
+        return now < self.config.started_at + self.config.recovery_window
 
     # -- ids ---------------------------------------------------------------------------------
 
@@ -220,7 +232,7 @@ class MasterState:
         sends += self._reconcile_agent_tasks(agent, msg, now)
         allocated: dict[str, Resources] = {}
         for framework_id, task_id in agent.tasks:
-            task = self.frameworks[framework_id].tasks[task_id]
+            task = self.frameworks[framework_id].tasks[task_id]  # Live by construction.
             if not task.released:
                 allocated[framework_id] = allocated.get(framework_id, Resources.empty()) + task.resources
         self.allocator.add_agent(agent.agent_id, total, allocated)
@@ -242,10 +254,15 @@ class MasterState:
     def _reconcile_agent_tasks(
         self, agent: AgentRecord, msg: internal_pb2.RegisterAgent, now: float
     ) -> list[Send]:
-        """Merges the tasks an agent reports with what the master knows of that agent."""
+        """Merges the tasks an agent reports with what the master knows of that agent.
+
+        Runs while the agent is out of the allocator (its books are rebuilt from ``agent.tasks``
+        afterwards), so only live, unreleased tasks may stay in ``agent.tasks``.
+        """
         sends: list[Send] = []
         infos = {f.id.value: f for f in msg.frameworks if f.HasField("id")}
         reported: set[tuple[str, str]] = set()
+        shut_down: set[str] = set()
         for task in msg.tasks:
             framework_id, task_id = task.framework_id.value, task.task_id.value
             if not framework_id or validate_id("task", task_id):
@@ -254,43 +271,58 @@ class MasterState:
             framework = self.frameworks.get(framework_id)
             if framework is None:
                 if framework_id in self.completed_frameworks:
-                    sd = internal_pb2.ShutdownFramework()
-                    sd.framework_id.value = framework_id
-                    sends.append(Send(agent.peer, internal_pb2.Envelope(shutdown_framework=sd)))
+                    if framework_id not in shut_down:
+                        shut_down.add(framework_id)
+                        sd = internal_pb2.ShutdownFramework()
+                        sd.framework_id.value = framework_id
+                        sends.append(Send(agent.peer, internal_pb2.Envelope(shutdown_framework=sd)))
                     continue
                 framework = self._recover_framework(framework_id, infos.get(framework_id), now)
-            key = (framework_id, task_id)
-            reported.add(key)
             record = framework.tasks.get(task_id)
+            done = framework.find_completed(task_id) if record is None else None
+            owner = record or done
+            if (owner is not None and owner.agent_id != agent.agent_id) or (
+                    done is not None and not is_terminal(task.state)):
+                # The master places this id elsewhere, or already told the framework it ended:
+                # the agent's copy is not the framework's task.
+                log.warning("reported_task_conflicts", agent_id=agent.agent_id, task_id=task_id,
+                            framework_id=framework_id, state=mensa_pb2.TaskState.Name(task.state))
+                if not is_terminal(task.state):
+                    sends.append(self._kill_message(agent, framework_id, task_id))
+                continue
+            if done is not None:
+                continue  # Finished and known: its last update is forwarded from `completed`.
+            key = (framework_id, task_id)
             if record is None:
-                try:
-                    resources = Resources.from_proto(task.resources)
-                except ResourceError:
-                    resources = Resources.empty()
-                info = mensa_pb2.TaskInfo(name=task.name)
-                info.task_id.CopyFrom(task.task_id)
-                info.agent_id.value = agent.agent_id
-                info.resources.extend(task.resources)
-                record = TaskRecord(task_id, framework_id, agent.agent_id, info, resources,
-                                    state=task.state, launched_at=now)
-                record.statuses.extend(task.statuses)
-                framework.tasks[task_id] = record
+                record = self._record_reported_task(agent, framework, task, now)
                 if is_terminal(task.state):
-                    record.released = True  # Never counted in the allocator.
+                    # Ended while the master was away; its final update is still unacknowledged
+                    # and will be resent by the agent and forwarded from `completed`.
+                    record.released = True
+                    framework.complete(record)
+                    continue
+            elif not is_terminal(record.state) and is_terminal(task.state):
+                record.state = task.state
+                record.released = True
+                agent.tasks.discard(key)
+                continue
             elif not is_terminal(record.state):
                 record.state = task.state
-            agent.tasks.add(key)
+            if not record.released:
+                reported.add(key)
+                agent.tasks.add(key)
         # Tasks the master thinks run there but the agent does not report.
         for key in list(agent.tasks - reported):
             framework_id, task_id = key
-            record = self.frameworks[framework_id].tasks.get(task_id)
-            if record is None:
+            owner_fw = self.frameworks.get(framework_id)
+            record = owner_fw.tasks.get(task_id) if owner_fw else None
+            if owner_fw is None or record is None:
                 agent.tasks.discard(key)
                 continue
             if record.state == mensa_pb2.TASK_STAGING:
                 # The RunTask may have crossed the registration; sending it again is harmless.
                 run = internal_pb2.RunTask()
-                run.framework.CopyFrom(self.frameworks[framework_id].info)
+                run.framework.CopyFrom(owner_fw.info)
                 run.task.CopyFrom(record.info)
                 sends.append(Send(agent.peer, internal_pb2.Envelope(run_task=run)))
                 continue
@@ -299,8 +331,32 @@ class MasterState:
                 reason=mensa_pb2.TaskStatus.REASON_AGENT_RESTARTED,
                 message="task was not found on the re-registered agent",
             )
-            self.frameworks[framework_id].complete(record)
+            owner_fw.complete(record)
         return sends
+
+    def _record_reported_task(
+        self, agent: AgentRecord, framework: FrameworkRecord, task: mensa_pb2.Task, now: float
+    ) -> TaskRecord:
+        """Creates the master's record of a task it learns of from an agent's report."""
+        try:
+            resources = Resources.from_proto(task.resources)
+        except ResourceError:
+            resources = Resources.empty()
+        info = mensa_pb2.TaskInfo(name=task.name)
+        info.task_id.CopyFrom(task.task_id)
+        info.agent_id.value = agent.agent_id
+        info.resources.extend(task.resources)
+        record = TaskRecord(task.task_id.value, framework.framework_id, agent.agent_id, info,
+                            resources, state=task.state, launched_at=now)
+        record.statuses.extend(task.statuses)
+        framework.tasks[record.task_id] = record
+        return record
+
+    def _kill_message(self, agent: AgentRecord, framework_id: str, task_id: str) -> Send:
+        kill = internal_pb2.KillTask()
+        kill.framework_id.value = framework_id
+        kill.task_id.value = task_id
+        return Send(agent.peer, internal_pb2.Envelope(kill_task=kill))
 
     def _recover_framework(
         self, framework_id: str, info: mensa_pb2.FrameworkInfo | None, now: float
@@ -430,6 +486,7 @@ class MasterState:
         agent = self.agents.get(task.agent_id)
         if agent is not None:
             agent.tasks.discard((task.framework_id, task.task_id))
+        if self.allocator.has_agent(task.agent_id):
             self.allocator.recover(task.agent_id, task.framework_id, task.resources, None, now)
             self.allocation_pending = True
 
@@ -487,7 +544,17 @@ class MasterState:
                     framework.next_heartbeat_at = now + cfg.heartbeat_interval
                     sends.append(Send(framework.peer, internal_pb2.Envelope(
                         event=Event(type=Event.HEARTBEAT))))
-            elif (framework.disconnected_at is not None and not framework.recovered
+            elif framework.recovered:
+                # Known only from agents' reports: it has the recovery window plus its own
+                # failover timeout to re-subscribe.
+                deadline = (max(framework.registered_at, self.config.started_at)
+                            + cfg.recovery_window + framework.info.failover_timeout)
+                if now >= deadline:
+                    from mensa.master.calls import remove_framework
+
+                    log.info("recovered_framework_timed_out", framework_id=framework.framework_id)
+                    sends += remove_framework(self, framework, now, "did not re-subscribe")
+            elif (framework.disconnected_at is not None
                   and now - framework.disconnected_at >= framework.info.failover_timeout):
                 from mensa.master.calls import remove_framework
 

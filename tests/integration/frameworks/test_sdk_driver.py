@@ -213,27 +213,34 @@ def test_master_restarting_on_the_same_address_gets_a_resubscribe(make_driver: A
         second.close()
 
 
-def test_callback_exception_is_logged_update_still_acknowledged(
+def test_update_whose_callback_raised_is_not_acknowledged_and_comes_again(
     master: FakeMaster, make_driver: Any
 ) -> None:
-    class Broken(Recorder):
+    class BrokenOnce(Recorder):
+        failures = 1
+
         def status_update(self, driver: SchedulerDriver, status: mensa_pb2.TaskStatus) -> None:
             super().status_update(driver, status)
-            raise RuntimeError("scheduler bug")
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("scheduler bug")
 
-    scheduler = Broken()
+    scheduler = BrokenOnce()
     driver = make_driver(scheduler, master.address)
     driver.start()
     identity, _ = master.subscribe()
     update = status("t1", mensa_pb2.TASK_FAILED, uuid=b"uuid-2")
     master.send_event(identity, type=Event.UPDATE, update=Event.Update(status=update))
     scheduler.wait("status_update")
+    # Still alive and answering; no ACKNOWLEDGE went out before the pong.
+    master.send_event(identity, type=Event.HEARTBEAT)
+    _, envelope = master.next_message(skip_pongs=False)
+    assert envelope.HasField("pong"), envelope
+    assert driver.status is DriverStatus.RUNNING
+    # The agent's retry arrives; this time the callback succeeds and the update is acknowledged.
+    master.send_event(identity, type=Event.UPDATE, update=Event.Update(status=update))
     _, ack = master.next_call(Call.ACKNOWLEDGE)
     assert ack.acknowledge.uuid == b"uuid-2"
-    master.send_event(identity, type=Event.HEARTBEAT)  # still alive and answering
-    _, envelope = master.next_message(skip_pongs=False)
-    assert envelope.HasField("pong")
-    assert driver.status is DriverStatus.RUNNING
 
 
 def test_explicit_acknowledgements(master: FakeMaster, make_driver: Any) -> None:

@@ -513,6 +513,16 @@ def test_kill_of_an_unknown_task_reports_lost_which_is_acknowledged_and_dropped(
     assert updates(h.handle(Tick(), 5.0)) == []
 
 
+def test_a_task_killed_before_its_run_task_arrived_is_never_launched() -> None:
+    h = registered_harness()
+    (lost,) = updates(h.kill(1.0, "late"))
+    assert lost.status.state == mensa_pb2.TASK_LOST
+    commands = h.run_task(1.1, "late")
+    assert not [c for c in commands if isinstance(c, LaunchContainer)]
+    assert ("fw-1", "late") not in h.state.tasks
+    assert lost.latest_state == mensa_pb2.TASK_LOST
+
+
 # -- shutdowns ---------------------------------------------------------------------------------
 
 

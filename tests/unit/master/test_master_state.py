@@ -485,3 +485,122 @@ def test_master_info_request_is_answered(h: Harness) -> None:
     [reply] = messages_to(sends, b"cli", "master_info_response")
     assert reply.master_info_response.leading
     assert reply.master_info_response.master_info.id == "M"
+
+
+# -- re-registration edge cases (found in review) ---------------------------------------------------
+
+
+def reported(task_id: str, framework_id: str, state: int, agent_id: str = "") -> mensa_pb2.Task:
+    t = mensa_pb2.Task(name=task_id, state=state)  # type: ignore[arg-type]
+    t.task_id.value = task_id
+    t.framework_id.value = framework_id
+    if agent_id:
+        t.agent_id.value = agent_id
+    t.resources.extend(Resources.parse("cpus:1;mem:128").to_proto())
+    return t
+
+
+def reregister(h: Harness, peer: bytes, agent_id: str, tasks: list[mensa_pb2.Task]) -> list:
+    msg = internal_pb2.RegisterAgent()
+    msg.agent_info.hostname = "host"
+    msg.agent_info.id.value = agent_id
+    msg.agent_info.resources.extend(Resources.parse("cpus:4;mem:4096;ports:[31000-31009]").to_proto())
+    msg.tasks.extend(tasks)
+    return h.send(peer, envelope(register_agent=msg))
+
+
+def test_finished_unacked_task_reported_after_a_restart_leaves_no_stale_books(h: Harness) -> None:
+    info = mensa_pb2.FrameworkInfo(name="fw", user="root")
+    info.id.value = "F"
+    agent_id = h.register_agent(A1, agent_id="old-S0", tasks=[reported("t1", "F", S.TASK_FINISHED)],
+                                frameworks=[info])
+    assert h.state.agents[agent_id].tasks == set()
+    h.subscribe(F1, framework_id="F")
+    # The agent resends the unacknowledged FINISHED; the framework hears it and acknowledges.
+    [update] = updates_to(h.status(A1, "F", "t1", S.TASK_FINISHED, b"u1"), F1)
+    assert update.state == S.TASK_FINISHED
+    ack = Call(type=Call.ACKNOWLEDGE)
+    ack.acknowledge.agent_id.value = agent_id
+    ack.acknowledge.task_id.value = "t1"
+    ack.acknowledge.uuid = b"u1"
+    assert messages_to(h.call(F1, "F", ack), A1, "status_update_acknowledgement")
+    h.call(F1, "F", Call(type=Call.TEARDOWN))
+    # The agent re-registers again (a reconnect): it must be admitted, with all of it free.
+    sends = reregister(h, A1, agent_id, [])
+    assert messages_to(sends, A1, "agent_registered")
+    assert h.state.allocator.free(agent_id) == h.state.agents[agent_id].total
+
+
+def test_reported_task_placed_elsewhere_by_the_master_is_not_taken_over(h: Harness) -> None:
+    a1 = h.register_agent(A1, hostname="a1")
+    a2 = h.register_agent(A2, hostname="a2")
+    fid = h.subscribe(F1)
+    offer = next(o for o in offered(h, F1) if o.agent_id.value == a2)
+    h.launch(F1, fid, [offer.id.value], [task("t")], refuse_seconds=0)
+    h.status(A2, fid, "t", S.TASK_RUNNING, b"u1")
+    # Agent 1 claims a task with that id: finished, then running.
+    reregister(h, A1, a1, [reported("t", fid, S.TASK_FINISHED)])
+    assert h.state.frameworks[fid].tasks["t"].state == S.TASK_RUNNING
+    assert h.state.frameworks[fid].tasks["t"].agent_id == a2
+    sends = reregister(h, A1, a1, [reported("t", fid, S.TASK_RUNNING)])
+    [kill] = messages_to(sends, A1, "kill_task")
+    assert kill.kill_task.task_id.value == "t"
+    assert h.state.agents[a1].tasks == set()
+
+
+def test_completed_task_reported_again_is_not_brought_back(h: Harness) -> None:
+    agent_id, fid = launched(h)
+    h.status(A1, fid, "t1", S.TASK_FINISHED, b"u1")
+    ack = Call(type=Call.ACKNOWLEDGE)
+    ack.acknowledge.agent_id.value = agent_id
+    ack.acknowledge.task_id.value = "t1"
+    ack.acknowledge.uuid = b"u1"
+    h.call(F1, fid, ack)
+    reregister(h, A1, agent_id, [reported("t1", fid, S.TASK_FINISHED)])
+    assert "t1" not in h.state.frameworks[fid].tasks
+    # A task id reused after completion launches normally.
+    offer_id = h.offers_to(h.allocate(), F1)[0].id.value
+    assert messages_to(h.launch(F1, fid, [offer_id], [task("t1")]), A1, "run_task")
+
+
+def test_acknowledging_a_terminal_update_of_a_task_still_running_keeps_it(h: Harness) -> None:
+    agent_id, fid = launched(h)
+    # A contradictory update (terminal, but the agent says the task runs) must not retire it.
+    h.status(A1, fid, "t1", S.TASK_LOST, b"u1", latest=S.TASK_RUNNING)
+    ack = Call(type=Call.ACKNOWLEDGE)
+    ack.acknowledge.agent_id.value = agent_id
+    ack.acknowledge.task_id.value = "t1"
+    ack.acknowledge.uuid = b"u1"
+    h.call(F1, fid, ack)
+    assert h.state.frameworks[fid].tasks["t1"].state == S.TASK_RUNNING
+
+
+def test_explicit_reconciliation_of_unknown_tasks_waits_while_agents_may_reregister(h: Harness) -> None:
+    h.state.config.started_at = h.now  # This master just started.
+    fid = h.subscribe(F1)
+    call = Call(type=Call.RECONCILE)
+    call.reconcile.tasks.add().task_id.value = "maybe-on-a-returning-agent"
+    assert updates_to(h.call(F1, fid, call), F1) == []
+    h.now += h.state.config.recovery_window
+    h.send(F1, envelope(pong=internal_pb2.Pong()))
+    [lost] = updates_to(h.call(F1, fid, call), F1)
+    assert lost.state == S.TASK_LOST
+
+
+def test_recovered_framework_that_never_returns_is_removed(h: Harness) -> None:
+    info = mensa_pb2.FrameworkInfo(name="fw", user="root", failover_timeout=2)
+    info.id.value = "F"
+    agent_id = h.register_agent(A1, agent_id="old-S0", tasks=[reported("t1", "F", S.TASK_RUNNING)],
+                                frameworks=[info])
+    window = h.state.config.recovery_window
+    for _ in range(int(window + 1)):
+        h.tick(1.0)
+        h.send(A1, envelope(pong=internal_pb2.Pong()))
+    assert "F" in h.state.frameworks  # window + failover timeout not over yet
+    sends: list = []
+    for _ in range(3):
+        sends += h.tick(1.0)
+        h.send(A1, envelope(pong=internal_pb2.Pong()))
+    assert "F" not in h.state.frameworks and "F" in h.state.completed_frameworks
+    assert messages_to(sends, A1, "shutdown_framework")
+    assert h.state.allocator.free(agent_id) == h.state.agents[agent_id].total
