@@ -107,8 +107,9 @@ class AgentService:
     async def run(self, stop: asyncio.Event) -> None:
         """Serves until ``stop`` is set, then kills every task and returns when they are gone."""
         ctx = zmq.asyncio.Context()
-        self._sock = transport.connect_dealer(ctx, self.master)
-        monitor = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED)
+        self._sock = transport.new_dealer(ctx)
+        monitor = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED)  # before connecting
+        self._sock.connect(self.master.url)
         log.info(
             "agent_started",
             master=str(self.master),
@@ -169,9 +170,8 @@ class AgentService:
             self.dispatch(Tick())
 
     async def _monitor_loop(self, monitor: zmq.asyncio.Socket) -> None:
-        # Every connection (re-)registers: the monitor is attached after the socket connects, so
-        # which connection was the first cannot be told reliably, and a duplicate registration
-        # is harmless (the master answers it with the same id).
+        # Every connection (re-)registers at once: a restarted master is found without waiting
+        # for the ping timeout, and a duplicate registration is harmless (same id back).
         while True:
             event = parse_monitor_message(await monitor.recv_multipart())
             if event["event"] != zmq.EVENT_CONNECTED:

@@ -65,15 +65,12 @@ class MasterLink:
 
     def open(self) -> None:
         """Connects a new DEALER socket (a fresh identity) and starts moving messages."""
-        sock = transport.connect_dealer(
-            self._ctx, self._endpoint, max_message_bytes=self._max_message_bytes
+        # IMMEDIATE, and the monitor attached before connecting (so no CONNECTED is missed):
+        # ZeroMQ queues only to a live connection, and what the master cannot get yet waits in
+        # our outbox, where it is deduplicated (one SUBSCRIBE) and requeued.
+        sock = transport.new_dealer(
+            self._ctx, max_message_bytes=self._max_message_bytes, immediate=True
         )
-        # Connect again with IMMEDIATE, and with the monitor attached first (so no CONNECTED is
-        # missed): ZeroMQ then queues only to a live connection, and what the master cannot get
-        # yet waits in our outbox, where it is deduplicated (one SUBSCRIBE) and requeued.
-        with contextlib.suppress(zmq.ZMQError):
-            sock.disconnect(self._endpoint.url)
-        sock.setsockopt(zmq.IMMEDIATE, 1)
         monitor = sock.get_monitor_socket(_MONITORED, f"inproc://mensa-driver-{uuid.uuid4().hex}")
         sock.connect(self._endpoint.url)
         identity = sock.getsockopt(zmq.IDENTITY)

@@ -130,6 +130,28 @@ def bind_router(
     return sock, port
 
 
+def new_dealer(
+    ctx: zmq.Context,
+    identity: bytes | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    immediate: bool = False,
+) -> zmq.Socket:
+    """Returns a tuned, not yet connected DEALER socket (attach a monitor, then connect).
+
+    With ``immediate``, messages are queued only to a live connection (ZMQ_IMMEDIATE), so what
+    cannot be delivered stays with the caller instead of piling up in ZeroMQ.
+    """
+    sock = ctx.socket(zmq.DEALER)
+    _tune(sock, max_message_bytes)
+    sock.setsockopt(zmq.IDENTITY, identity or new_identity())
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+    if immediate:
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+    return sock
+
+
 def connect_dealer(
     ctx: zmq.Context,
     endpoint: Endpoint,
@@ -137,11 +159,7 @@ def connect_dealer(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> zmq.Socket:
     """Connects a DEALER socket to ``endpoint``; ``identity`` defaults to a random one."""
-    sock = ctx.socket(zmq.DEALER)
-    _tune(sock, max_message_bytes)
-    sock.setsockopt(zmq.IDENTITY, identity or new_identity())
-    sock.setsockopt(zmq.RECONNECT_IVL, 100)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+    sock = new_dealer(ctx, identity, max_message_bytes)
     sock.connect(endpoint.url)
     return sock
 
