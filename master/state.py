@@ -85,9 +85,14 @@ class MasterConfig:
     started_at: float = 0.0
 
     @property
+    def agent_silence_timeout(self) -> float:
+        """Seconds an agent waits without hearing from the master before registering again."""
+        return self.agent_ping_timeout * (self.max_agent_ping_timeouts + 1)
+
+    @property
     def recovery_window(self) -> float:
         """Seconds within which every agent notices a new master and re-registers."""
-        return self.agent_ping_timeout * (self.max_agent_ping_timeouts + 1)
+        return self.agent_silence_timeout
 
 
 @dataclass(slots=True)
@@ -245,7 +250,7 @@ class MasterState:
     def _registered_reply(self, agent: AgentRecord) -> Send:
         reply = internal_pb2.AgentRegistered(
             ping_interval_seconds=self.config.agent_ping_timeout,
-            ping_timeout_seconds=self.config.agent_ping_timeout * (self.config.max_agent_ping_timeouts + 1),
+            ping_timeout_seconds=self.config.agent_silence_timeout,
         )
         reply.agent_id.value = agent.agent_id
         reply.master_info.CopyFrom(self.config.master_info)
@@ -533,7 +538,7 @@ class MasterState:
                     continue
             agent.awaiting_pong = True
             agent.next_ping_at = now + cfg.agent_ping_timeout
-            ping = internal_pb2.Ping(timeout_seconds=cfg.agent_ping_timeout)
+            ping = internal_pb2.Ping(timeout_seconds=cfg.agent_silence_timeout)
             sends.append(Send(agent.peer, internal_pb2.Envelope(ping=ping)))
         silence = cfg.heartbeat_interval * cfg.framework_silence_intervals
         for framework in list(self.frameworks.values()):

@@ -604,3 +604,11 @@ def test_recovered_framework_that_never_returns_is_removed(h: Harness) -> None:
     assert "F" not in h.state.frameworks and "F" in h.state.completed_frameworks
     assert messages_to(sends, A1, "shutdown_framework")
     assert h.state.allocator.free(agent_id) == h.state.agents[agent_id].total
+
+
+def test_pings_give_agents_a_silence_budget_of_several_periods(h: Harness) -> None:
+    h.register_agent(A1)
+    [ping] = messages_to(h.tick(1.0), A1, "ping")
+    cfg = h.state.config
+    assert ping.ping.timeout_seconds == cfg.agent_ping_timeout * (cfg.max_agent_ping_timeouts + 1)
+    assert ping.ping.timeout_seconds > cfg.agent_ping_timeout
