@@ -130,7 +130,12 @@ def test_agent_process_serves_http_runs_a_task_and_kills_it_on_sigterm(
         assert task["framework_id"] == "fw" and task["pid"] > 0
         assert task["sandbox"].endswith("/frameworks/fw/executors/sleepy/runs/latest")
         assert state["frameworks"][0]["name"] == "cli-test"
-        pid = int((Path(task["sandbox"]) / "pid").read_text())
+        pid_file = Path(task["sandbox"]) / "pid"
+        for _ in range(500):  # RUNNING means spawned; the shell writes its pid a moment later.
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.02)
+        pid = int(pid_file.read_text())
 
         files = get_json(f"{http}/files/read?path={task['sandbox']}/pid&offset=0")
         assert files == {"data": f"{pid}\n", "offset": 0}

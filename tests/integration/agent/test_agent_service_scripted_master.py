@@ -108,6 +108,15 @@ def config(work_dir: Path) -> AgentConfig:
     )
 
 
+async def read_pid(path: Path) -> int:
+    """Waits for a task's shell to write its pid (RUNNING means spawned, not yet run)."""
+    for _ in range(500):
+        if path.exists() and path.read_text().strip():
+            return int(path.read_text())
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{path} was never written")
+
+
 def with_agent(
     work_dir: Path,
     body: Callable[[ScriptedMaster, AgentService, zmq.asyncio.Context], Awaitable[None]],
@@ -197,14 +206,14 @@ def test_bad_task_id_failed_command_and_kill(tmp_path: Path) -> None:
         await master.run_task("sleeper", "echo $$ > pid; exec sleep 60")
         assert (await master.update_and_ack()).status.state == mensa_pb2.TASK_STARTING
         assert (await master.update_and_ack()).status.state == mensa_pb2.TASK_RUNNING
+        pid_file = tmp_path / "agents/agent-1/frameworks/fw-1/executors/sleeper/runs/latest/pid"
+        pid = await read_pid(pid_file)
         kill = internal_pb2.KillTask()
         kill.framework_id.value = FW
         kill.task_id.value = "sleeper"
         await master.send(kill_task=kill)
         killed = await master.update_and_ack()
         assert killed.status.state == mensa_pb2.TASK_KILLED
-        pid_file = tmp_path / "agents/agent-1/frameworks/fw-1/executors/sleeper/runs/latest/pid"
-        pid = int(pid_file.read_text())
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
 
@@ -220,12 +229,7 @@ def test_restarted_master_is_reregistered_with_and_stop_kills_tasks(tmp_path: Pa
         await master.update_and_ack()  # STARTING
         await master.update()  # RUNNING, deliberately not acknowledged
         pid_file = tmp_path / "agents/agent-1/frameworks/fw-1/executors/long/runs/latest/pid"
-        # RUNNING means spawned; the shell writes its pid a moment later.
-        for _ in range(500):
-            if pid_file.exists() and pid_file.read_text().strip():
-                break
-            await asyncio.sleep(0.02)
-        pid_holder.append(int(pid_file.read_text()))
+        pid_holder.append(await read_pid(pid_file))
 
         # The master dies and a new one starts on the same port.
         port = master.port
