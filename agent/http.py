@@ -6,16 +6,30 @@
   with its ``executors``, ``tasks`` and ``completed_tasks``), and flat ``tasks`` and
   ``completed_tasks`` lists. A task has ``id``, ``name``, ``framework_id``, ``state``,
   ``sandbox``, ``pid``, ``resources`` and its latest ``statuses``.
-* ``GET /files/read?path=ABS&offset=N&length=N`` -> ``{"data": ..., "offset": N}`` (Mesos's
-  files API) for a file under the work dir, e.g. a task's ``<sandbox>/stdout``; ``offset=-1``
-  returns the file's size as ``offset``. Paths outside the work dir are refused (403).
+* ``GET /files/browse?path=DIR`` -> a JSON list of the directory's entries, each with ``path``,
+  ``mode`` (``-rw-r--r--``), ``nlink``, ``uid``, ``gid`` (names), ``size`` and ``mtime``.
+* ``GET /files/read?path=FILE&offset=N&length=N`` -> ``{"data": ..., "offset": N}`` (Mesos's
+  files API), e.g. for a task's ``<sandbox>/stdout``: at most ``length`` bytes (and at most
+  1 MiB) from ``offset``, as text (each byte of invalid UTF-8 shown as ``?``, so the next read
+  starts at ``offset + len(data.encode())``); ``offset=-1`` returns the file's size as
+  ``offset`` and no data, for tailing.
+* ``GET /files/download?path=FILE`` -> the file's raw bytes.
+
+Paths (absolute, or relative to the work dir) must lie in the sandboxes tree
+``<work-dir>/agents`` once symlinks are resolved: ``..``, paths outside it and symlinks out of it
+are refused with 403. A missing path is 404; a bad offset or length, or a directory where a file
+is expected, is 400. Errors are ``{"error": REASON, "code": STATUS}``.
 """
 
 from __future__ import annotations
 
+import codecs
+import grp
 import json
 import os
-from collections.abc import Iterable
+import pwd
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import tornado.web
@@ -27,6 +41,9 @@ from mensa.proto.attributes import attributes_json
 from mensa.proto.resources import ResourceError, Resources
 
 MAX_READ_BYTES = 1024 * 1024
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+# Every task sandbox lies under <work-dir>/agents (see agent/sandbox.py); /files serves only that.
+SANDBOXES_DIR = "agents"
 
 
 def _resources_json(resources: Iterable[mensa_pb2.Resource]) -> dict[str, float | str]:
@@ -41,14 +58,15 @@ def task_json(record: TaskRecord, agent_id: str | None) -> dict[str, Any]:
     statuses = []
     if record.latest_status is not None:
         s = record.latest_status
-        statuses.append(
-            {
-                "state": mensa_pb2.TaskState.Name(s.state),
-                "timestamp": s.timestamp,
-                "message": s.message,
-            }
-        )
-    return {
+        status: dict[str, Any] = {
+            "state": mensa_pb2.TaskState.Name(s.state),
+            "timestamp": s.timestamp,
+            "message": s.message,
+        }
+        if s.HasField("healthy"):
+            status["healthy"] = s.healthy
+        statuses.append(status)
+    doc: dict[str, Any] = {
         "id": record.task_id,
         "name": record.task_info.name,
         "framework_id": record.framework_id,
@@ -60,9 +78,14 @@ def task_json(record: TaskRecord, agent_id: str | None) -> dict[str, Any]:
         "resources": _resources_json(record.task_info.resources),
         "statuses": statuses,
     }
+    if record.latest_status is not None and record.latest_status.HasField("healthy"):
+        doc["healthy"] = record.latest_status.healthy
+    return doc
 
 
-def state_json(state: AgentState, master: str) -> dict[str, Any]:
+def state_json(
+    state: AgentState, master: str, containerizers: Sequence[object] = ()
+) -> dict[str, Any]:
     """Returns the agent's /state document (see the module docstring)."""
     agent_id = state.agent_id
     active = [task_json(r, agent_id) for r in state.tasks.values()]
@@ -100,7 +123,17 @@ def state_json(state: AgentState, master: str) -> dict[str, Any]:
         "frameworks": list(frameworks.values()),
         "tasks": active,
         "completed_tasks": completed,
+        "containerizers": [_describe(c) for c in containerizers],
     }
+
+
+def _describe(containerizer: object) -> dict[str, Any]:
+    """Returns what a containerizer says of itself (name, isolation, engine) for /state."""
+    doc: dict[str, Any] = {"name": getattr(containerizer, "name", type(containerizer).__name__)}
+    describe = getattr(containerizer, "describe", None)
+    if callable(describe):
+        doc.update(describe())
+    return doc
 
 
 class _JsonHandler(tornado.web.RequestHandler):
@@ -120,50 +153,203 @@ class HealthHandler(_JsonHandler):
 
 
 class StateHandler(_JsonHandler):
-    def initialize(self, state: AgentState, master: str) -> None:
+    def initialize(self, state: AgentState, master: str, containerizers: Sequence[object]) -> None:
         self.state = state
         self.master = master
+        self.containerizers = containerizers
 
     def get(self) -> None:
-        self.write_json(state_json(self.state, self.master))
+        self.write_json(state_json(self.state, self.master, self.containerizers))
 
 
-class FilesReadHandler(_JsonHandler):
+class FilesError(Exception):
+    """A files request that cannot be served: ``status`` is the HTTP status, ``reason`` says why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def resolve_sandbox_path(work_dir: str, path: str) -> str:
+    """Returns the real path (symlinks resolved) that ``path`` names inside the sandboxes tree.
+
+    ``path`` is absolute, or relative to ``work_dir``. The sandboxes tree is
+    ``<work_dir>/agents`` (every task's sandbox lies under it). Raises FilesError: 400 for an
+    empty path or one holding NUL, 403 for a ``..`` component or a path that, symlinks resolved,
+    lies outside the tree. Whether the path exists is the caller's business.
+    """
+    if not path or "\0" in path:
+        raise FilesError(400, "missing or invalid path")
+    if ".." in path.split("/"):
+        raise FilesError(403, "path must not contain '..'")
+    root = os.path.realpath(os.path.join(work_dir, SANDBOXES_DIR))
+    real = os.path.realpath(os.path.join(os.path.abspath(work_dir), path))
+    if os.path.commonpath([root, real]) != root:
+        raise FilesError(403, "path is outside the agent's sandboxes")
+    return real
+
+
+def _name(lookup: Callable[[int], Any], ident: int) -> str:
+    try:
+        return str(lookup(ident)[0])
+    except (KeyError, OverflowError):
+        return str(ident)
+
+
+def entry_json(path: str, st: os.stat_result) -> dict[str, Any]:
+    """Returns one /files/browse entry, as Mesos shows it."""
+    return {
+        "path": path,
+        "mode": stat.filemode(st.st_mode),
+        "nlink": st.st_nlink,
+        "uid": _name(pwd.getpwuid, st.st_uid),
+        "gid": _name(grp.getgrgid, st.st_gid),
+        "size": st.st_size,
+        "mtime": st.st_mtime,
+    }
+
+
+def _complete_utf8(data: bytes) -> bytes:
+    """Returns ``data`` without a trailing, incomplete UTF-8 sequence (so a chunk boundary does
+    not split a character), unless that would leave nothing."""
+    for back in range(1, min(3, len(data) - 1) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII): how long should its sequence be?
+            need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+            return data[:-back] if need > back else data
+    return data
+
+
+def _one_mark_per_byte(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)
+    return "?" * (error.end - error.start), error.end
+
+
+codecs.register_error("mensa_files_replace", _one_mark_per_byte)
+
+
+def decode_text(raw: bytes) -> str:
+    """Returns ``raw`` as text: UTF-8, each byte of an invalid sequence shown as ``?``, so the
+    text's UTF-8 encoding is exactly as long as ``raw`` (a client's next offset is
+    ``offset + len(data.encode())``)."""
+    return raw.decode("utf-8", errors="mensa_files_replace")
+
+
+def read_chunk(real: str, offset: int, length: int) -> dict[str, Any]:
+    """Reads up to ``length`` bytes (capped at MAX_READ_BYTES) of a file from ``offset``.
+
+    Returns Mesos's ``{"data", "offset"}``; ``offset=-1`` returns the file's size as ``offset`` and
+    no data, as does an offset at or past the end. ``data`` is text (see ``decode_text``); a read
+    that would end inside a UTF-8 character ends before it.
+    """
+    size = os.path.getsize(real)
+    if offset == -1 or offset >= size:
+        return {"data": "", "offset": size}
+    with open(real, "rb") as f:
+        f.seek(offset)
+        raw = f.read(min(length, MAX_READ_BYTES))
+    return {"data": decode_text(_complete_utf8(raw)), "offset": offset}
+
+
+class _FilesHandler(_JsonHandler):
     def initialize(self, work_dir: str) -> None:
-        self.root = os.path.realpath(work_dir)
+        self.work_dir = work_dir
 
-    def get(self) -> None:
+    def resolve(self) -> tuple[str, str]:
+        """Returns the requested path and its resolved real path; raises HTTPError."""
         path = self.get_query_argument("path", "")
         try:
-            offset = int(self.get_query_argument("offset", "0"))
-            length = int(self.get_query_argument("length", str(MAX_READ_BYTES)))
+            return path, resolve_sandbox_path(self.work_dir, path)
+        except FilesError as exc:
+            raise tornado.web.HTTPError(exc.status, reason=exc.reason) from None
+
+    def int_argument(self, name: str, default: int) -> int:
+        try:
+            return int(self.get_query_argument(name, str(default)))
         except ValueError:
-            raise tornado.web.HTTPError(400, reason="offset and length must be integers") from None
-        if not path or "\0" in path:
-            raise tornado.web.HTTPError(400, reason="missing path")
-        real = os.path.realpath(os.path.join(self.root, path))
-        if os.path.commonpath([self.root, real]) != self.root:
-            raise tornado.web.HTTPError(403, reason="path is outside the agent's work dir")
-        if not os.path.isfile(real):
+            raise tornado.web.HTTPError(400, reason=f"{name} must be an integer") from None
+
+
+class FilesBrowseHandler(_FilesHandler):
+    """``GET /files/browse?path=DIR``: the directory's entries (not following symlinks)."""
+
+    def get(self) -> None:
+        path, real = self.resolve()
+        if not os.path.exists(real):
+            raise tornado.web.HTTPError(404, reason="no such directory")
+        if not os.path.isdir(real):
+            raise tornado.web.HTTPError(400, reason="path is not a directory")
+        entries = []
+        try:
+            names = sorted(os.listdir(real))
+        except OSError:
+            raise tornado.web.HTTPError(403, reason="directory cannot be read") from None
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(real, name))
+            except OSError:
+                continue  # removed while listing
+            entries.append(entry_json(os.path.join(path.rstrip("/") or "/", name), st))
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(entries))
+
+
+class FilesReadHandler(_FilesHandler):
+    """``GET /files/read?path=FILE&offset=N&length=N`` (see ``read_chunk``)."""
+
+    def get(self) -> None:
+        offset = self.int_argument("offset", 0)
+        length = self.int_argument("length", MAX_READ_BYTES)
+        if offset < -1:
+            raise tornado.web.HTTPError(400, reason="offset must be -1 or more")
+        if length < 0:
+            raise tornado.web.HTTPError(400, reason="length must not be negative")
+        _, real = self.resolve()
+        if not os.path.exists(real):
             raise tornado.web.HTTPError(404, reason="no such file")
-        size = os.path.getsize(real)
-        if offset == -1:
-            self.write_json({"data": "", "offset": size})
-            return
-        if offset < 0 or length < 0:
-            raise tornado.web.HTTPError(400, reason="offset and length must not be negative")
-        with open(real, "rb") as f:
-            f.seek(offset)
-            data = f.read(min(length, MAX_READ_BYTES))
-        self.write_json({"data": data.decode("utf-8", errors="replace"), "offset": offset})
+        if not os.path.isfile(real):
+            raise tornado.web.HTTPError(400, reason="path is not a regular file")
+        try:
+            self.write_json(read_chunk(real, offset, length))
+        except OSError:
+            raise tornado.web.HTTPError(404, reason="file cannot be read") from None
 
 
-def make_app(state: AgentState, master: str) -> tornado.web.Application:
+class FilesDownloadHandler(_FilesHandler):
+    """``GET /files/download?path=FILE``: the file's bytes, streamed."""
+
+    async def get(self) -> None:
+        path, real = self.resolve()
+        if not os.path.exists(real):
+            raise tornado.web.HTTPError(404, reason="no such file")
+        if not os.path.isfile(real):
+            raise tornado.web.HTTPError(400, reason="path is not a regular file")
+        try:
+            f = open(real, "rb")  # noqa: SIM115 (closed below, after streaming)
+        except OSError:
+            raise tornado.web.HTTPError(404, reason="file cannot be read") from None
+        with f:
+            self.set_header("Content-Type", "application/octet-stream")
+            name = "".join(c for c in os.path.basename(path) if " " <= c < "\x7f" and c not in '"\\')
+            self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+            while chunk := f.read(DOWNLOAD_CHUNK_BYTES):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+def make_app(
+    state: AgentState, master: str, containerizers: Sequence[object] = ()
+) -> tornado.web.Application:
     """Returns the agent's tornado application."""
+    files = {"work_dir": state.config.work_dir}
+    state_args = {"state": state, "master": master, "containerizers": containerizers}
     return tornado.web.Application(
         [
             (r"/health", HealthHandler),
-            (r"/state(?:\.json)?", StateHandler, {"state": state, "master": master}),
-            (r"/files/read(?:\.json)?", FilesReadHandler, {"work_dir": state.config.work_dir}),
+            (r"/state(?:\.json)?", StateHandler, state_args),
+            (r"/files/browse(?:\.json)?", FilesBrowseHandler, files),
+            (r"/files/read(?:\.json)?", FilesReadHandler, files),
+            (r"/files/download(?:\.json)?", FilesDownloadHandler, files),
         ]
     )

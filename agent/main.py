@@ -20,11 +20,16 @@ import asyncio
 import os
 import signal
 import socket
+import time
 
 import structlog
 import tornado.httpserver
 import tornado.netutil
 
+from mensa.agent import gc
+from mensa.agent.containerizer.base import Containerizer
+from mensa.agent.containerizer.docker import DockerContainerizer
+from mensa.agent.containerizer.process import ProcessContainerizer
 from mensa.agent.http import make_app
 from mensa.agent.resources_detect import detect_resources
 from mensa.agent.service import AgentService
@@ -69,6 +74,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="first retry interval of unacknowledged status updates (doubles up to 60s)",
     )
     parser.add_argument(
+        "--containerizers",
+        default="process",
+        help="comma-separated, in order of preference: docker,process (default: process; the "
+        "first that can run a task runs it, process is always added last)",
+    )
+    parser.add_argument(
+        "--docker-socket",
+        default=None,
+        help="the Docker Engine socket (path or unix:// URL; default: DOCKER_HOST, then "
+        "/var/run/docker.sock)",
+    )
+    parser.add_argument(
+        "--sandbox-gc-delay",
+        type=float,
+        default=gc.GcPolicy().max_age_seconds,
+        help="seconds a finished task's sandbox is kept (default one week, as Mesos)",
+    )
+    parser.add_argument(
+        "--sandbox-gc-disk-headroom",
+        type=float,
+        default=gc.GcPolicy().disk_headroom,
+        help="free-disk fraction to keep: past it, the oldest finished sandboxes go early (0.1)",
+    )
+    parser.add_argument(
+        "--sandbox-gc-interval", type=float, default=60.0, help="seconds between sandbox GC passes"
+    )
+    parser.add_argument(
         "--registration-backoff",
         type=float,
         default=0.5,
@@ -100,9 +132,14 @@ def build_config(args: argparse.Namespace, http_port: int) -> AgentConfig:
         attributes = parse_attributes(args.attributes or "")
     except ValueError as exc:
         raise ValueError(f"--attributes: {exc}") from None
-    for flag in ("kill_grace_period", "status_update_retry_interval", "registration_backoff"):
+    for flag in ("kill_grace_period", "status_update_retry_interval", "registration_backoff",
+                 "sandbox_gc_delay"):
         if not getattr(args, flag) >= 0:
             raise ValueError(f"--{flag.replace('_', '-')} must not be negative")
+    if not 0 <= args.sandbox_gc_disk_headroom < 1:
+        raise ValueError("--sandbox-gc-disk-headroom must be a fraction in [0, 1)")
+    if not args.sandbox_gc_interval > 0:
+        raise ValueError("--sandbox-gc-interval must be positive")
     retry = max(args.status_update_retry_interval, 0.001)
     return AgentConfig(
         work_dir=work_dir,
@@ -161,13 +198,55 @@ async def _serve(args: argparse.Namespace, master: Endpoint) -> int:
         for sock in sockets:
             sock.close()
         raise
-    service = AgentService(config, master)
-    server = tornado.httpserver.HTTPServer(make_app(service.state, str(master)))
+    containerizers = await _containerizers(args)
+    service = AgentService(config, master, containerizers)
+    server = tornado.httpserver.HTTPServer(make_app(service.state, str(master), containerizers))
     server.add_sockets(sockets)
     log.info("http_listening", ip=args.ip, http_port=http_port)
     write_endpoints(config.work_dir, http_port=http_port, agent_id=None)
+    policy = gc.GcPolicy(max_age_seconds=args.sandbox_gc_delay,
+                         disk_headroom=args.sandbox_gc_disk_headroom)
+    collector = asyncio.create_task(_collect_sandboxes(service, policy, args.sandbox_gc_interval))
     try:
         await service.run(stop)
     finally:
+        collector.cancel()
         server.stop()
     return 0
+
+
+async def _containerizers(args: argparse.Namespace) -> list[Containerizer]:
+    """Builds the containerizers named by ``--containerizers``, in order; process always last."""
+    names = [n.strip() for n in args.containerizers.split(",") if n.strip()]
+    unknown = sorted(set(names) - {"docker", "process"})
+    if unknown:
+        raise ValueError(f"--containerizers: unknown containerizer {', '.join(unknown)} "
+                         "(choose from docker, process)")
+    out: list[Containerizer] = []
+    for name in dict.fromkeys([*names, "process"]):
+        if name == "docker":
+            docker = DockerContainerizer(args.docker_socket)
+            if not await docker.probe():
+                log.warning("docker_unreachable", socket=docker.describe().get("docker_socket"),
+                            consequence="Docker tasks fail until the engine answers; process "
+                            "tasks run as usual")
+            out.append(docker)
+        else:
+            out.append(ProcessContainerizer())
+    log.info("containerizers_ready", containerizers=[c.name for c in out])
+    return out
+
+
+async def _collect_sandboxes(service: AgentService, policy: gc.GcPolicy, interval: float) -> None:
+    """Removes finished tasks' sandboxes by age and disk pressure, every ``interval`` seconds.
+
+    Runs on the agent's loop, between events, so a sandbox being created for a launch is never
+    half-removed; the sandboxes of every task the agent still tracks are kept.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        active = {r.sandbox for r in service.state.tasks.values() if r.sandbox}
+        try:
+            gc.collect(service.config.work_dir, active, time.time(), policy)
+        except OSError as exc:
+            log.warning("sandbox_gc_failed", error=str(exc))

@@ -5,8 +5,10 @@ everything that happens: each decoded envelope (a malformed frame is logged and 
 Tick every ``tick_seconds``, a reconnection of the socket (a restarted master), and the start,
 exit or launch failure of each container. It carries out the commands the state returns, in
 order: sends to the master (non-blocking), launches (sandbox first, then the first containerizer
-whose ``can_run`` accepts the task) and kills. When ``stop`` is set it kills every task and
-returns once their containers are gone (or after a bounded wait).
+whose ``can_run`` accepts the task), kills, and health-check probes (``health_probes``, at most
+``max_health_checks`` at once; a COMMAND check runs through the containerizer's ``exec_in``
+when it has one), whose results come back as ``HealthCheckResult`` events. When ``stop`` is set
+it kills every task and returns once their containers are gone (or after a bounded wait).
 
 Usage::
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +39,6 @@ from mensa.agent.containerizer.base import (
 )
 from mensa.agent.containerizer.process import ProcessContainerizer
 from mensa.agent.events import (
-    Command,
     ContainerExited,
     ContainerStarted,
     Event,
@@ -50,8 +51,10 @@ from mensa.agent.events import (
     StopRequested,
     Tick,
 )
+from mensa.agent.health import HealthCheckResult, RunHealthCheck
+from mensa.agent.health_probes import ContainerExec, ExecIn, run_probe
 from mensa.agent.sandbox import InvalidTask, create_sandbox
-from mensa.agent.state import AgentConfig, AgentState
+from mensa.agent.state import AgentCommand, AgentConfig, AgentEvent, AgentState
 from mensa.agent.status_updates import TaskKey
 from mensa.deploy.runtime import write_endpoints
 from mensa.proto import internal_pb2, mensa_pb2, transport
@@ -64,6 +67,7 @@ TICK_SECONDS = 0.1
 STOP_MARGIN_SECONDS = 10.0
 # How long closing the socket may take to flush the last messages (e.g. TASK_KILLED updates).
 CLOSE_LINGER_MS = 500
+MAX_HEALTH_CHECKS = 32  # Probes running at once; more wait for a slot.
 
 
 @dataclass(slots=True)
@@ -88,6 +92,7 @@ class AgentService:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         publish_endpoints: bool = True,
+        max_health_checks: int = MAX_HEALTH_CHECKS,
     ) -> None:
         self.config = config
         self.master = master
@@ -100,6 +105,8 @@ class AgentService:
         self._published_agent_id: str | None = None
         self._containers: dict[TaskKey, _Container] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._probes: set[asyncio.Task[None]] = set()
+        self._probe_slots = asyncio.Semaphore(max(1, max_health_checks))
         self._sock: zmq.asyncio.Socket | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -127,9 +134,9 @@ class AgentService:
             await stop.wait()
             await self._stop_tasks()
         finally:
-            for task in loops:
+            for task in [*loops, *self._probes]:
                 task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            await asyncio.gather(*loops, *self._probes, return_exceptions=True)
             with contextlib.suppress(zmq.ZMQError):
                 self._sock.disable_monitor()
             monitor.close(linger=0)
@@ -181,7 +188,7 @@ class AgentService:
 
     # -- state machine plumbing ----------------------------------------------------------------
 
-    def dispatch(self, event: Event) -> None:
+    def dispatch(self, event: AgentEvent) -> None:
         """Feeds one event to the state and runs the commands it returns."""
         try:
             commands = self.state.handle(event, self._clock(), self._wall_clock())
@@ -200,7 +207,7 @@ class AgentService:
                     agent_id=self.state.agent_id,
                 )
 
-    def _execute(self, command: Command) -> None:
+    def _execute(self, command: AgentCommand) -> None:
         if isinstance(command, SendToMaster):
             self._send(command.envelope)
         elif isinstance(command, LaunchContainer):
@@ -210,6 +217,11 @@ class AgentService:
             container.task = asyncio.create_task(self._run_container(key, container))
         elif isinstance(command, KillContainer):
             self._kill(command)
+        elif isinstance(command, RunHealthCheck):
+            probe = asyncio.create_task(self._run_health_check(command))
+            self._probes.add(probe)
+            probe.add_done_callback(self._probes.discard)
+            probe.add_done_callback(_log_task_failure)
 
     def _send(self, envelope: internal_pb2.Envelope) -> None:
         if self._sock is None:
@@ -284,6 +296,29 @@ class AgentService:
             container.kill_grace = command.grace_seconds
         if container.handle is not None and container.containerizer is not None:
             self._spawn(container.containerizer.kill(container.handle, command.grace_seconds))
+
+    # -- health checks -------------------------------------------------------------------------
+
+    async def _run_health_check(self, command: RunHealthCheck) -> None:
+        """Runs one probe (waiting for a free slot first) and reports its result."""
+        key = (command.framework_id, command.task_id)
+        async with self._probe_slots:
+            outcome = await run_probe(command.probe, self._exec_in(key))
+        self.dispatch(HealthCheckResult(*key, healthy=outcome.healthy, message=outcome.message))
+
+    def _exec_in(self, key: TaskKey) -> ExecIn | None:
+        """The task's containerizer's ``exec_in``, bound to its container, if it has one."""
+        container = self._containers.get(key)
+        if container is None or container.handle is None:
+            return None
+        containerizer, handle = container.containerizer, container.handle
+        if not isinstance(containerizer, ContainerExec):
+            return None
+
+        async def exec_in(argv: Sequence[str], env: Mapping[str, str]) -> int:
+            return await containerizer.exec_in(handle, argv, env)
+
+        return exec_in
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -15,6 +15,13 @@ ContainerExited -> TASK_FINISHED / TASK_FAILED / TASK_KILLED. Every update goes 
 ``StatusUpdateManager`` (retried until acknowledged, sent only while registered); a task whose
 terminal update is acknowledged moves to ``completed`` (the last 1000 are kept).
 
+Health checks (``health.py``): a task's ``health_check`` is validated at RunTask (a wrong one
+is TASK_ERROR, REASON_TASK_INVALID); once RUNNING, a Tick emits ``RunHealthCheck`` when a check
+is due, and each ``HealthCheckResult`` may emit a TASK_RUNNING update carrying ``healthy``
+(reason REASON_TASK_HEALTH_CHECK_STATUS_UPDATED; only when the health changes) and, after the
+consecutive-failure limit, kill the task with its kill policy; its TASK_KILLED says why and
+carries ``healthy: false``. ``task_health(framework_id, task_id)`` gives a task's health.
+
 Usage::
 
     state = AgentState(AgentConfig(work_dir="/var/lib/mensa", hostname="h1"))
@@ -47,6 +54,7 @@ from mensa.agent.events import (
     StopRequested,
     Tick,
 )
+from mensa.agent.health import HealthChecker, HealthCheckResult, RunHealthCheck, health_checker
 from mensa.agent.registration import MasterLink, register_envelope
 from mensa.agent.sandbox import InvalidTask, command_line, sandbox_path, task_environment
 from mensa.agent.status_updates import Ack, StatusUpdateManager, TaskKey
@@ -59,6 +67,10 @@ TaskStatus = mensa_pb2.TaskStatus
 Error = internal_pb2.Error
 KILLING_CAPABILITY = mensa_pb2.FrameworkInfo.Capability.TASK_KILLING_STATE
 COMPLETED_TASKS_KEPT = 1000
+HEALTH_REASON = TaskStatus.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED
+
+AgentEvent = Event | HealthCheckResult
+AgentCommand = Command | RunHealthCheck
 
 
 @dataclass(slots=True)
@@ -109,9 +121,11 @@ class AgentState:
         # Tasks killed before their RunTask arrived (reported TASK_LOST): never launched later.
         self.killed_unknown: OrderedDict[TaskKey, None] = OrderedDict()
         self.updates = StatusUpdateManager(config.update_retry_min, config.update_retry_max)
+        # Tasks with a health check, until they complete.
+        self.health: dict[TaskKey, HealthChecker] = {}
         self._now = 0.0
         self._wall = 0.0
-        self._out: list[Command] = []
+        self._out: list[AgentCommand] = []
 
     @property
     def agent_id(self) -> str | None:
@@ -125,17 +139,27 @@ class AgentState:
         """True while any task's container is starting or running."""
         return any(t.container_running for t in self.tasks.values())
 
-    def handle(self, event: Event, now: float, wall_time: float | None = None) -> list[Command]:
+    def task_health(self, framework_id: str, task_id: str) -> bool | None:
+        """Returns an active task's last reported health (None: no check, or no result yet)."""
+        checker = self.health.get((framework_id, task_id))
+        return None if checker is None else checker.healthy
+
+    def handle(
+        self, event: AgentEvent, now: float, wall_time: float | None = None
+    ) -> list[AgentCommand]:
         """Applies one event at monotonic time ``now``; returns the commands to run, in order.
 
         ``wall_time`` (epoch seconds, default ``now``) stamps the status updates it creates.
         """
         self._now = now
         self._wall = now if wall_time is None else wall_time
-        out: list[Command] = []
+        out: list[AgentCommand] = []
         self._out = out
         if isinstance(event, Tick):
             self._on_tick()
+            self._start_due_health_checks()
+        elif isinstance(event, HealthCheckResult):
+            self._on_health_check_result(event)
         elif isinstance(event, MasterMessage):
             self._on_master_message(event.envelope)
         elif isinstance(event, ContainerStarted):
@@ -282,6 +306,10 @@ class AgentState:
             return
         try:
             spec = self._launch_spec(record, self.agent_id)
+            if message.task.HasField("health_check"):
+                self.health[key] = health_checker(
+                    message.task.health_check, env=spec.env, sandbox=spec.sandbox, user=spec.user
+                )
         except InvalidTask as exc:
             tlog.warning("task_refused", reason=str(exc))
             self._set_state(record, mensa_pb2.TASK_ERROR, str(exc), TaskStatus.REASON_TASK_INVALID)
@@ -350,16 +378,21 @@ class AgentState:
         else:
             self._kill(record, record.grace_seconds(self.config.kill_grace_seconds))
 
-    def _kill(self, record: TaskRecord, grace: float | None = None) -> None:
+    def _kill(self, record: TaskRecord, grace: float | None = None, message: str = "") -> None:
         """Kills a task's container (once); emits TASK_KILLING when the framework wants it."""
         if record.kill_requested or not record.container_running:
             return
         if grace is None:
             grace = record.grace_seconds(self.config.kill_grace_seconds)
         record.kill_requested = True
+        checker = self.health.get((record.framework_id, record.task_id))
+        if checker is not None:
+            checker.stop()
         capable = any(c.type == KILLING_CAPABILITY for c in record.framework.capabilities)
         if capable and record.state in (mensa_pb2.TASK_STARTING, mensa_pb2.TASK_RUNNING):
-            self._set_state(record, mensa_pb2.TASK_KILLING)
+            self._set_state(
+                record, mensa_pb2.TASK_KILLING, message, healthy=self._health_kill(record)
+            )
         self._out.append(KillContainer(record.framework_id, record.task_id, grace))
         _tlog(record.framework_id, record.task_id).info("task_killing", grace_seconds=grace)
 
@@ -428,6 +461,9 @@ class AgentState:
         _tlog(event.framework_id, event.task_id).info("task_started", pid=event.pid)
         if not record.kill_requested:
             self._set_state(record, mensa_pb2.TASK_RUNNING)
+            checker = self.health.get((event.framework_id, event.task_id))
+            if checker is not None:
+                checker.start(self._now)
 
     def _on_container_exited(self, event: ContainerExited) -> None:
         record = self._running_record(event.framework_id, event.task_id, "container_exit")
@@ -436,17 +472,22 @@ class AgentState:
         record.container_running = False
         text = termination_text(event)
         reason: mensa_pb2.TaskStatus.Reason | None = None
+        checker = self.health.get((event.framework_id, event.task_id))
+        if checker is not None:
+            checker.stop()
         if record.kill_requested or event.killed_by_us:
             state = mensa_pb2.TASK_KILLED
             if event.exit_code is None and event.signal is None:
                 reason = TaskStatus.REASON_TASK_KILLED_DURING_LAUNCH
+            if checker is not None and checker.kill_message:
+                text = checker.kill_message
         elif event.reason is not None:
             state, reason, text = mensa_pb2.TASK_FAILED, event.reason, event.message or text
         elif event.exit_code == 0:
             state = mensa_pb2.TASK_FINISHED
         else:
             state = mensa_pb2.TASK_FAILED
-        self._set_state(record, state, text, reason)
+        self._set_state(record, state, text, reason, healthy=self._health_kill(record))
         self._maybe_complete((event.framework_id, event.task_id))
 
     def _on_launch_failed(self, event: LaunchFailed) -> None:
@@ -464,15 +505,56 @@ class AgentState:
         self._set_state(record, state, event.message, reason)
         self._maybe_complete((event.framework_id, event.task_id))
 
+    # -- health checks -------------------------------------------------------------------------
+
+    def _health_kill(self, record: TaskRecord) -> bool | None:
+        """False when the task is being killed for failing its health check (its KILLING and
+        KILLED updates say ``healthy: false``, as Mesos's do), else None (not stated)."""
+        checker = self.health.get((record.framework_id, record.task_id))
+        return False if checker is not None and checker.kill_message else None
+
+    def _start_due_health_checks(self) -> None:
+        for (framework_id, task_id), checker in self.health.items():
+            if checker.due(self._now):
+                checker.check_started(self._now)
+                self._out.append(RunHealthCheck(framework_id, task_id, checker.probe))
+
+    def _on_health_check_result(self, event: HealthCheckResult) -> None:
+        key = (event.framework_id, event.task_id)
+        tlog = _tlog(*key)
+        record, checker = self.tasks.get(key), self.health.get(key)
+        if record is None or checker is None or record.kill_requested or record.terminal:
+            tlog.debug("health_check_result_ignored", reason="task not running")
+            return
+        verdict = checker.result(event.healthy, event.message, self._now)
+        if verdict.ignored:
+            tlog.debug("health_check_result_ignored", healthy=event.healthy, error=event.message)
+            return
+        if not event.healthy:
+            tlog.info(
+                "health_check_failed",
+                error=event.message,
+                consecutive_failures=checker.consecutive_failures,
+            )
+        if verdict.report is not None:
+            tlog.info("task_health_changed", healthy=verdict.report)
+            text = "" if verdict.report else event.message
+            record.latest_status = self._emit(
+                *key, record.state, record, text, HEALTH_REASON, healthy=verdict.report
+            )
+        if verdict.kill:
+            tlog.warning("task_killed_by_health_check", error=event.message)
+            self._kill(record, message=verdict.kill_message)
+
     # -- status updates ------------------------------------------------------------------------
 
     def _set_state(
         self, record: TaskRecord, state: mensa_pb2.TaskState, message: str = "",
-        reason: mensa_pb2.TaskStatus.Reason | None = None
+        reason: mensa_pb2.TaskStatus.Reason | None = None, healthy: bool | None = None
     ) -> None:
         record.state = state
         record.latest_status = self._emit(
-            record.framework_id, record.task_id, state, record, message, reason
+            record.framework_id, record.task_id, state, record, message, reason, healthy=healthy
         )
         _tlog(record.framework_id, record.task_id).info(
             "task_state_changed", state=_state_name(state), message=message or None
@@ -486,6 +568,7 @@ class AgentState:
         record: TaskRecord | None,
         message: str = "",
         reason: mensa_pb2.TaskStatus.Reason | None = None,
+        healthy: bool | None = None,
     ) -> mensa_pb2.TaskStatus:
         """Builds a status update; queues it for delivery unless the task is silent."""
         status = TaskStatus(
@@ -502,6 +585,8 @@ class AgentState:
             status.message = message
         if reason is not None:
             status.reason = reason
+        if healthy is not None:
+            status.healthy = healthy
         if record is None or not record.silent:
             self.updates.enqueue(framework_id, task_id, status, self._now)
         return status
@@ -529,5 +614,6 @@ class AgentState:
         if self.updates.has_pending(*key):
             return
         del self.tasks[key]
+        self.health.pop(key, None)
         self.completed.append(record)
         _tlog(*key).info("task_completed", state=_state_name(record.state))

@@ -4,6 +4,7 @@
     mensa agent --master HOST:PORT --work-dir DIR [--resources ...] ...
     mensa scheduler run MODULE:CLASS --master HOST:PORT
     mensa state --master HOST:PORT
+    mensa logs TASK_ID [--stderr] [--follow] --master HOST:PORT
     mensa local                      # a whole local cluster with the example scheduler
     mensa bench launch               # the launch benchmark
 """
@@ -20,6 +21,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("master", "mensa.master.main", "run a master"),
     ("agent", "mensa.agent.main", "run an agent"),
     ("state", "mensa.deploy.state_cli", "print a cluster's agents, frameworks and tasks"),
+    ("logs", "mensa.deploy.logs_cli", "print a task's stdout or stderr (--follow to stream it)"),
     ("local", "mensa.deploy.local", "run a local cluster (master, agents, example scheduler)"),
 ]
 NESTED: dict[str, tuple[str, list[tuple[str, str, str]]]] = {

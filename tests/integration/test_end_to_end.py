@@ -2,114 +2,20 @@
 
 from __future__ import annotations
 
-import queue
-import threading
+import json
 import time
-from collections.abc import Callable
+import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mensa_cluster import Cluster, wait_until
+from mensa_recorder import Recorder, framework_info, start, task
 
 from mensa.deploy.processes import ManagedProcess, mensa_argv, processes_under
-from mensa.frameworks import Scheduler, SchedulerDriver
+from mensa.frameworks import SchedulerDriver
 from mensa.proto import mensa_pb2
-from mensa.proto.resources import Resources
 
 S = mensa_pb2
-
-
-def _value(x: Any) -> str:
-    return x if isinstance(x, str) else x.value
-
-
-def task(task_id: str, command: str, resources: str = "cpus:0.5;mem:64") -> mensa_pb2.TaskInfo:
-    info = mensa_pb2.TaskInfo(name=task_id)
-    info.task_id.value = task_id
-    info.resources.extend(Resources.parse(resources).to_proto())
-    info.command.value = command
-    return info
-
-
-class Recorder(Scheduler):
-    """Launches the tasks it is given on the first offer they fit in; records every callback."""
-
-    def __init__(self) -> None:
-        self.events: queue.Queue[tuple[Any, ...]] = queue.Queue()
-        self.seen: list[tuple[Any, ...]] = []
-        self.pending: list[tuple[mensa_pb2.TaskInfo, str | None]] = []
-        self.lock = threading.Lock()
-        self.agent_of: dict[str, str] = {}
-
-    def submit(self, driver: SchedulerDriver, *tasks: mensa_pb2.TaskInfo,
-               hostname: str | None = None) -> None:
-        with self.lock:
-            self.pending += [(t, hostname) for t in tasks]
-        driver.revive_offers()
-
-    def registered(self, driver: SchedulerDriver, framework_id: Any, master_info: Any) -> None:
-        self.events.put(("registered", _value(framework_id)))
-
-    def reregistered(self, driver: SchedulerDriver, master_info: Any) -> None:
-        self.events.put(("reregistered",))
-
-    def disconnected(self, driver: SchedulerDriver) -> None:
-        self.events.put(("disconnected",))
-
-    def resource_offers(self, driver: SchedulerDriver, offers: list[mensa_pb2.Offer]) -> None:
-        for offer in offers:
-            left = Resources.from_proto(offer.resources)
-            chosen = []
-            with self.lock:
-                for item in list(self.pending):
-                    info, hostname = item
-                    need = Resources.from_proto(info.resources)
-                    if (hostname is None or hostname == offer.hostname) and left.contains(need):
-                        left = left - need
-                        chosen.append(info)
-                        self.pending.remove(item)
-                        self.agent_of[info.task_id.value] = offer.agent_id.value
-            if chosen:
-                driver.launch_tasks([offer.id], chosen, 0.2)
-            else:
-                driver.decline_offer([offer.id], 0.2)
-
-    def offer_rescinded(self, driver: SchedulerDriver, offer_id: Any) -> None:
-        self.events.put(("rescinded", _value(offer_id)))
-
-    def status_update(self, driver: SchedulerDriver, status: mensa_pb2.TaskStatus) -> None:
-        self.events.put(("update", status.task_id.value, S.TaskState.Name(status.state), status.message,
-                         status.reason))
-
-    def agent_lost(self, driver: SchedulerDriver, agent_id: Any) -> None:
-        self.events.put(("agent_lost", _value(agent_id)))
-
-    def error(self, driver: SchedulerDriver, message: str) -> None:
-        self.events.put(("error", message))
-
-    def wait(self, check: Callable[[tuple[Any, ...]], bool], timeout: float = 30.0) -> tuple[Any, ...]:
-        """Returns the first event (seen or coming) that passes ``check``."""
-        for event in self.seen:
-            if check(event):
-                return event
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                event = self.events.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            self.seen.append(event)
-            if check(event):
-                return event
-        raise AssertionError(f"no matching event within {timeout}s; seen: {self.seen}")
-
-    def state_of(self, task_id: str, state: str, timeout: float = 30.0) -> tuple[Any, ...]:
-        return self.wait(lambda e: e[0] == "update" and e[1] == task_id and e[2] == state, timeout)
-
-
-def framework_info(name: str = "e2e", failover_timeout: float = 0.0) -> mensa_pb2.FrameworkInfo:
-    return mensa_pb2.FrameworkInfo(name=name, user="root", failover_timeout=failover_timeout)
 
 
 @pytest.fixture
@@ -119,13 +25,6 @@ def two_agents(cluster: Cluster) -> Cluster:
     cluster.start_agent("agent2", "cpus:2;mem:1024;disk:100;ports:[32000-32009]")
     cluster.wait_agents(2)
     return cluster
-
-
-def start(cluster: Cluster, sched: Recorder, **info: Any) -> tuple[SchedulerDriver, str]:
-    driver = SchedulerDriver(sched, framework_info(**info), cluster.master_endpoint)
-    driver.start()
-    framework_id = sched.wait(lambda e: e[0] == "registered")[1]
-    return driver, framework_id
 
 
 def test_tasks_finish_fail_and_are_killed(two_agents: Cluster) -> None:
@@ -275,3 +174,57 @@ def test_local_cluster_command_runs_the_example_and_leaves_nothing_behind(tmp_pa
     assert "Stopped; no process left behind." in log
     assert processes_under(work) == []
     assert len(list(work.glob("agent*/**/stdout"))) == 4
+
+
+def test_finished_sandboxes_are_garbage_collected_live_ones_kept(cluster: Cluster) -> None:
+    cluster.start_master()
+    cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100;ports:[31000-31009]",
+                        "--sandbox-gc-delay", "0", "--sandbox-gc-interval", "0.2")
+    cluster.wait_agents(1)
+    sched = Recorder()
+    driver, _ = start(cluster, sched)
+    try:
+        sched.submit(driver, task("brief", "echo bye"), task("steady", "sleep 300"))
+        sched.state_of("brief", "TASK_FINISHED")
+        sched.state_of("steady", "TASK_RUNNING")
+        executors = next(cluster.root.glob("agent1/agents/*/frameworks/*/executors"))
+        wait_until(lambda: not (executors / "brief").exists(), what="the finished sandbox removed")
+        time.sleep(0.5)
+        assert (executors / "steady" / "runs" / "latest" / "stdout").exists()
+    finally:
+        driver.stop()
+        driver.join()
+
+
+def test_http_health_check_reaches_the_framework_and_both_states(two_agents: Cluster) -> None:
+    cluster = two_agents
+    sched = Recorder()
+    driver, framework_id = start(cluster, sched)
+    try:
+        web = task("web", "exec python3 -m http.server $PORT0 --bind 127.0.0.1",
+                   "cpus:0.5;mem:64;ports:[31005-31005]")
+        web.health_check.type = mensa_pb2.HealthCheck.HTTP
+        web.health_check.http.port = 31005
+        web.health_check.delay_seconds = 0.2
+        web.health_check.interval_seconds = 0.2
+        web.health_check.grace_period_seconds = 10
+        sched.submit(driver, web, hostname="agent1")
+        healthy = sched.wait(lambda e: e[0] == "update" and e[1] == "web" and e[2] == "TASK_RUNNING"
+                             and e[4] == S.TaskStatus.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED)
+        assert healthy
+        master_task = wait_until(lambda: next(
+            (t for f in cluster.state()["frameworks"] if f["id"] == framework_id
+             for t in f["tasks"] if t["statuses"] and t["statuses"][-1].get("healthy")), None),
+            what="healthy in the master's /state")
+        assert master_task["id"] == "web"
+        agent = next(a for a in cluster.state()["agents"] if a["hostname"] == "agent1")
+        with urllib.request.urlopen(f"http://127.0.0.1:{agent['port']}/state", timeout=5) as r:
+            agent_state = json.load(r)
+        [agent_task] = [t for t in agent_state["tasks"] if t["id"] == "web"] if "tasks" in agent_state \
+            else [t for f in agent_state["frameworks"] for t in f["tasks"] if t["id"] == "web"]
+        assert agent_task["healthy"] is True
+        driver.kill_task("web")
+        sched.state_of("web", "TASK_KILLED")
+    finally:
+        driver.stop()
+        driver.join()

@@ -23,7 +23,8 @@ PURE_MODULES = [
     "mensa.master.validation", "mensa.master.allocator.sorter", "mensa.master.allocator.allocator",
     "mensa.master.http.state_json",
     "mensa.agent.state", "mensa.agent.events", "mensa.agent.status_updates",
-    "mensa.agent.registration", "mensa.agent.tasks", "mensa.agent.sandbox",
+    "mensa.agent.registration", "mensa.agent.tasks", "mensa.agent.sandbox", "mensa.agent.gc",
+    "mensa.agent.health",
     "mensa.frameworks.convert", "mensa.frameworks.events", "mensa.frameworks.scheduler",
 ]
 

@@ -1,0 +1,40 @@
+"""A Docker task and a process task side by side, through a real master, agent and the SDK."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from dockerd import IMAGE, Dockerd
+from mensa_cluster import Cluster
+from mensa_recorder import Recorder, start, task
+
+from mensa.proto import mensa_pb2
+
+
+def test_agent_runs_docker_and_process_tasks(cluster: Cluster, dockerd: Dockerd) -> None:
+    cluster.start_master()
+    cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100;ports:[31000-31009]",
+                        "--containerizers", "docker,process", "--docker-socket", dockerd.socket)
+    cluster.wait_agents(1)
+    sched = Recorder()
+    driver, _ = start(cluster, sched)
+    try:
+        boxed = task("boxed", 'echo "in a container, sandbox at $MESOS_SANDBOX"; exit 4')
+        boxed.container.type = mensa_pb2.ContainerInfo.DOCKER
+        boxed.container.docker.image = IMAGE
+        boxed.container.docker.network = mensa_pb2.ContainerInfo.DockerInfo.NONE
+        sched.submit(driver, boxed, task("plain", "echo on the host"))
+        failed = sched.state_of("boxed", "TASK_FAILED")
+        assert "4" in failed[3]
+        sched.state_of("plain", "TASK_FINISHED")
+        [stdout] = list(cluster.root.glob("agent1/**/boxed/**/stdout"))
+        assert stdout.read_text().strip() == "in a container, sandbox at /mnt/mesos/sandbox"
+        agent = cluster.state()["agents"][0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{agent['port']}/state", timeout=5) as r:
+            described = json.load(r)["containerizers"]
+        assert [c["name"] for c in described] == ["docker", "process"]
+        assert described[0]["docker"]["version"]
+    finally:
+        driver.stop()
+        driver.join()

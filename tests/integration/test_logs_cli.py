@@ -1,0 +1,164 @@
+"""``mensa logs`` end to end: a master, an agent, frameworks launching tasks, the CLI reading their
+output through the master and the agent's /files API."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from mensa_cluster import Cluster, wait_until
+
+from mensa.deploy.processes import mensa_argv
+from mensa.frameworks import Scheduler, SchedulerDriver
+from mensa.proto import mensa_pb2
+from mensa.proto.resources import Resources
+
+pytestmark = pytest.mark.integration
+
+TICKS = 5
+
+
+class Launcher(Scheduler):
+    """Launches its tasks on the first offers they fit in; records each task's latest state."""
+
+    def __init__(self, tasks: dict[str, str]) -> None:
+        self.pending = list(tasks.items())
+        self.states: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def resource_offers(self, driver: SchedulerDriver, offers: list[mensa_pb2.Offer]) -> None:
+        for offer in offers:
+            left = Resources.from_proto(offer.resources)
+            chosen = []
+            with self.lock:
+                while self.pending and left.contains(Resources.parse("cpus:0.1;mem:32")):
+                    task_id, command = self.pending.pop(0)
+                    info = mensa_pb2.TaskInfo(name=task_id)
+                    info.task_id.value = task_id
+                    info.command.value = command
+                    info.resources.extend(Resources.parse("cpus:0.1;mem:32").to_proto())
+                    left = left - Resources.parse("cpus:0.1;mem:32")
+                    chosen.append(info)
+            if chosen:
+                driver.launch_tasks([offer.id], chosen, 0.2)
+            else:
+                driver.decline_offer([offer.id], 5)
+
+    def status_update(self, driver: SchedulerDriver, status: mensa_pb2.TaskStatus) -> None:
+        with self.lock:
+            self.states[status.task_id.value] = mensa_pb2.TaskState.Name(status.state)
+
+    def wait_state(self, task_id: str, *states: str) -> str:
+        return wait_until(lambda: self.states.get(task_id) in states and self.states[task_id],
+                          what=f"{task_id} in {states}")
+
+
+@pytest.fixture
+def running(cluster: Cluster) -> Iterator[tuple[Cluster, list[SchedulerDriver], list[Launcher]]]:
+    cluster.start_master()
+    # The master gives the CLI the agent's hostname: make it one that resolves here.
+    cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100", "--hostname", "127.0.0.1")
+    cluster.wait_agents(1)
+    drivers: list[SchedulerDriver] = []
+    launchers: list[Launcher] = []
+    yield cluster, drivers, launchers
+    for driver in drivers:
+        driver.stop()
+        driver.join()
+
+
+def launch(cluster: Cluster, drivers: list[SchedulerDriver], launchers: list[Launcher],
+           name: str, tasks: dict[str, str]) -> tuple[str, Launcher]:
+    launcher = Launcher(tasks)
+    driver = SchedulerDriver(launcher, mensa_pb2.FrameworkInfo(name=name, user="root"),
+                             cluster.master_endpoint)
+    driver.start()
+    drivers.append(driver)
+    launchers.append(launcher)
+    framework_id: str = wait_until(lambda: driver.framework_id, what="registration")
+    return framework_id, launcher
+
+
+def logs(cluster: Cluster, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(mensa_argv("logs", *args, "--master", cluster.master_endpoint),
+                          check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def test_logs_prints_stdout_stderr_and_the_last_lines_of_a_finished_task(running: Any) -> None:
+    cluster, drivers, launchers = running
+    _, launcher = launch(cluster, drivers, launchers, "echoes", {
+        "echo": "for i in 1 2 3 4; do echo line$i; done; echo 'oops' >&2",
+    })
+    launcher.wait_state("echo", "TASK_FINISHED")
+    out = logs(cluster, "echo")
+    assert (out.returncode, out.stdout) == (0, "line1\nline2\nline3\nline4\n"), out.stderr
+    err = logs(cluster, "echo", "--stderr")
+    assert (err.returncode, err.stdout) == (0, "oops\n"), err.stderr
+    tail = logs(cluster, "echo", "--lines", "2")
+    assert (tail.returncode, tail.stdout) == (0, "line3\nline4\n"), tail.stderr
+
+
+def test_unknown_and_ambiguous_tasks_are_clear_errors(running: Any) -> None:
+    cluster, drivers, launchers = running
+    first_id, first = launch(cluster, drivers, launchers, "one", {"dup": "echo from one"})
+    second_id, second = launch(cluster, drivers, launchers, "two", {"dup": "echo from two"})
+    first.wait_state("dup", "TASK_FINISHED")
+    second.wait_state("dup", "TASK_FINISHED")
+
+    missing = logs(cluster, "nope")
+    assert missing.returncode == 1 and "task nope not found" in missing.stderr
+    assert missing.stdout == ""
+
+    ambiguous = logs(cluster, "dup")
+    assert ambiguous.returncode == 1 and "--framework" in ambiguous.stderr
+    assert first_id in ambiguous.stderr and second_id in ambiguous.stderr
+
+    chosen = logs(cluster, "dup", "--framework", second_id)
+    assert (chosen.returncode, chosen.stdout) == (0, "from two\n"), chosen.stderr
+
+
+def test_follow_streams_a_running_task_and_exits_when_it_finishes(running: Any) -> None:
+    cluster, drivers, launchers = running
+    # The task prints one line, waits until the test has seen the CLI print it, then ticks on.
+    _, launcher = launch(cluster, drivers, launchers, "ticker", {
+        "ticker": "echo tick1; while [ ! -e go ]; do sleep 0.05; done; "
+                  f"for i in $(seq 2 {TICKS}); do echo tick$i; sleep 0.2; done",
+    })
+    launcher.wait_state("ticker", "TASK_RUNNING")
+    follow = subprocess.Popen(
+        mensa_argv("logs", "ticker", "--follow", "--poll-interval", "0.05", "--master",
+                   cluster.master_endpoint),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "tick1\n"
+        [sandbox] = cluster.root.glob("agent1/agents/*/frameworks/*/executors/ticker/runs/latest")
+        (sandbox / "go").touch()
+        out, err = follow.communicate(timeout=20)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    assert follow.returncode == 0, err
+    assert out == "".join(f"tick{i}\n" for i in range(2, TICKS + 1))
+    assert launcher.wait_state("ticker", "TASK_FINISHED")
+
+
+def test_an_unreachable_agent_is_reported(cluster: Cluster) -> None:
+    cluster.start_master()
+    cluster.start_agent("agent1", "cpus:1;mem:256;disk:100", "--hostname", "no-such-host.invalid")
+    cluster.wait_agents(1)
+    drivers: list[SchedulerDriver] = []
+    try:
+        _, launcher = launch(cluster, drivers, [], "lost", {"hello": "echo hello"})
+        launcher.wait_state("hello", "TASK_FINISHED")
+        out = logs(cluster, "hello")
+        assert out.returncode == 1, out.stdout
+        assert "cannot reach agent" in out.stderr and "no-such-host.invalid" in out.stderr
+    finally:
+        for driver in drivers:
+            driver.stop()
+            driver.join()
