@@ -24,7 +24,7 @@ PURE_MODULES = [
     "mensa.master.http.state_json",
     "mensa.agent.state", "mensa.agent.events", "mensa.agent.status_updates",
     "mensa.agent.registration", "mensa.agent.tasks", "mensa.agent.sandbox", "mensa.agent.gc",
-    "mensa.agent.health",
+    "mensa.agent.health", "mensa.agent.containerizer.docker_config",
     "mensa.frameworks.convert", "mensa.frameworks.events", "mensa.frameworks.scheduler",
 ]
 

@@ -18,13 +18,8 @@ import pytest
 from dockerd import IMAGE, Dockerd
 
 from mensa.agent.containerizer.base import Containerizer, LaunchError, LaunchSpec, Termination
-from mensa.agent.containerizer.docker import (
-    DockerContainerizer,
-    DockerHandle,
-    container_config,
-    port_bindings,
-    termination_of,
-)
+from mensa.agent.containerizer.docker import DockerContainerizer, DockerHandle
+from mensa.agent.containerizer.docker_config import container_config, port_bindings, termination_of
 from mensa.agent.sandbox import command_line, task_environment
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import Resources
