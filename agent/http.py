@@ -83,12 +83,23 @@ def task_json(record: TaskRecord, agent_id: str | None) -> dict[str, Any]:
     return doc
 
 
+UsageProbe = Callable[[str, str], "dict[str, Any] | None"]
+
+
 def state_json(
-    state: AgentState, master: str, containerizers: Sequence[object] = ()
+    state: AgentState,
+    master: str,
+    containerizers: Sequence[object] = (),
+    usage: UsageProbe | None = None,
 ) -> dict[str, Any]:
     """Returns the agent's /state document (see the module docstring)."""
     agent_id = state.agent_id
     active = [task_json(r, agent_id) for r in state.tasks.values()]
+    if usage is not None:
+        for record, doc in zip(state.tasks.values(), active, strict=True):
+            reading = usage(record.framework_id, record.task_id)
+            if reading is not None:
+                doc["usage"] = reading
     completed = [task_json(r, agent_id) for r in state.completed]
     frameworks: dict[str, dict[str, Any]] = {}
 
@@ -153,13 +164,16 @@ class HealthHandler(_JsonHandler):
 
 
 class StateHandler(_JsonHandler):
-    def initialize(self, state: AgentState, master: str, containerizers: Sequence[object]) -> None:
+    def initialize(
+        self, state: AgentState, master: str, containerizers: Sequence[object], usage: UsageProbe | None
+    ) -> None:
         self.state = state
         self.master = master
         self.containerizers = containerizers
+        self.usage = usage
 
     def get(self) -> None:
-        self.write_json(state_json(self.state, self.master, self.containerizers))
+        self.write_json(state_json(self.state, self.master, self.containerizers, self.usage))
 
 
 class FilesError(Exception):
@@ -339,11 +353,14 @@ class FilesDownloadHandler(_FilesHandler):
         self.finish()
 
 def make_app(
-    state: AgentState, master: str, containerizers: Sequence[object] = ()
+    state: AgentState,
+    master: str,
+    containerizers: Sequence[object] = (),
+    usage: UsageProbe | None = None,
 ) -> tornado.web.Application:
     """Returns the agent's tornado application."""
     files = {"work_dir": state.config.work_dir}
-    state_args = {"state": state, "master": master, "containerizers": containerizers}
+    state_args = {"state": state, "master": master, "containerizers": containerizers, "usage": usage}
     return tornado.web.Application(
         [
             (r"/health", HealthHandler),

@@ -86,6 +86,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "/var/run/docker.sock)",
     )
     parser.add_argument(
+        "--isolation",
+        choices=("auto", "cgroups", "rlimits"),
+        default="auto",
+        help="process tasks: cgroups (v2 or v1, detected) or rlimits; auto uses cgroups where "
+        "they can be written and says loudly when it cannot",
+    )
+    parser.add_argument("--cgroup-root", default="/sys/fs/cgroup", help="where cgroups are mounted")
+    parser.add_argument(
+        "--pids-max", type=int, default=4096, help="most processes a task may have (0: no limit)"
+    )
+    parser.add_argument(
+        "--pid-namespace",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run each process task in its own PID namespace with its own /proc (auto: where "
+        "the host allows it)",
+    )
+    parser.add_argument(
         "--sandbox-gc-delay",
         type=float,
         default=gc.GcPolicy().max_age_seconds,
@@ -200,7 +218,8 @@ async def _serve(args: argparse.Namespace, master: Endpoint) -> int:
         raise
     containerizers = await _containerizers(args)
     service = AgentService(config, master, containerizers)
-    server = tornado.httpserver.HTTPServer(make_app(service.state, str(master), containerizers))
+    app = make_app(service.state, str(master), containerizers, service.usage)
+    server = tornado.httpserver.HTTPServer(app)
     server.add_sockets(sockets)
     log.info("http_listening", ip=args.ip, http_port=http_port)
     write_endpoints(config.work_dir, http_port=http_port, agent_id=None)
@@ -232,7 +251,15 @@ async def _containerizers(args: argparse.Namespace) -> list[Containerizer]:
                             "tasks run as usual")
             out.append(docker)
         else:
-            out.append(ProcessContainerizer())
+            pid_namespace = {"auto": None, "on": True, "off": False}[args.pid_namespace]
+            process = ProcessContainerizer(
+                isolation=args.isolation,
+                cgroup_root=args.cgroup_root,
+                pids_max=args.pids_max or None,
+                pid_namespace=pid_namespace,
+            )
+            log.info("process_isolation", **process.describe())
+            out.append(process)
     log.info("containerizers_ready", containerizers=[c.name for c in out])
     return out
 

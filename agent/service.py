@@ -109,6 +109,16 @@ class AgentService:
         self._probe_slots = asyncio.Semaphore(max(1, max_health_checks))
         self._sock: zmq.asyncio.Socket | None = None
 
+    def usage(self, framework_id: str, task_id: str) -> dict[str, Any] | None:
+        """Returns a live task's resource usage (cpu time, memory) if its containerizer measures it."""
+        container = self._containers.get((framework_id, task_id))
+        if container is None or container.handle is None or container.containerizer is None:
+            return None
+        measure = getattr(container.containerizer, "usage", None)
+        reading = measure(container.handle) if callable(measure) else None
+        to_json = getattr(reading, "to_json", None)
+        return to_json() if callable(to_json) else None
+
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:

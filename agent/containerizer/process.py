@@ -1,14 +1,32 @@
-"""The process containerizer: each task is a plain process in its own session.
+"""The process containerizer: each task is a process tree in its own cgroup (Mesos style).
 
-The task runs as the leader of a new session (so a new process group), with the sandbox as its
-working directory, stdin from /dev/null, stdout and stderr appended to ``<sandbox>/stdout`` and
-``<sandbox>/stderr``, and exactly the environment in the spec. Killing signals the whole process
-group: SIGTERM, then SIGKILL after the grace period for anything still alive (a process that
-ignores SIGTERM, or a child that outlived its parent). When the leader exits on its own,
-whatever it left behind in its group is killed too, so no process outlives its task.
+Isolation, chosen once at construction (``describe()`` says which, for the agent's /state):
 
-There is no resource isolation here; cgroups and Docker containerizers implement the same
-``Containerizer`` protocol and come later.
+  * ``cgroups-v2`` / ``cgroups-v1``: the task runs in ``<root>/mensa/<container_id>`` (see
+    cgroups.py) with a memory limit from ``mem`` (swap off), a CFS quota and shares/weight from
+    ``cpus`` and a pids limit. An OOM kill ends the task with reason
+    REASON_CONTAINER_LIMITATION_MEMORY. Killing signals every process in the cgroup, so
+    children that were forked and left behind die too; the cgroup is removed when the task ends.
+  * ``rlimits`` (cgroups not writable: read-only hierarchy, not root, none mounted): RLIMIT_AS
+    from ``mem`` (see cgroups.rlimit_as_bytes); RLIMIT_NPROC is per user, not per task, so it
+    is not used. Killing falls back to the task's process group. Logged once as
+    ``isolation_degraded``.
+  * A PID namespace (``unshare --pid --fork --mount-proc --kill-child``) when asked for or, by
+    default, when the host allows it (probed once): the task is pid 1 with its own /proc, and
+    everything in it dies with it.
+
+The task joins its cgroup before it executes, without ``preexec_fn`` (which disables vfork and
+is not thread safe): it is started as ``/bin/sh -c 'echo 0 > <cgroup.procs>... && exec "$@"'
+mensa-launch [unshare ...] [setpriv ...] <argv...>``, so the shell writes itself into each
+cgroup (``0`` means the writer) and then becomes the task; a shell is cheap (about 1 ms) and
+``unshare``/``setpriv`` need no Python in the child. ``ulimit -v`` in the same shell sets the
+rlimits fallback. When ``argv[0]`` differs from the executable, ``bash -c 'exec -a'`` keeps it.
+``user`` runs the task through ``setpriv`` after the cgroup is joined.
+
+The task runs as the leader of a new session, with the sandbox as its working directory,
+stdin from /dev/null, stdout and stderr appended to ``<sandbox>/stdout`` and
+``<sandbox>/stderr``, and exactly the environment in the spec. When the leader exits on its
+own, whatever it left behind is killed too, so no process outlives its task.
 """
 
 from __future__ import annotations
@@ -16,22 +34,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
+import shlex
+import shutil
 import signal
 import subprocess
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import structlog
 
+from mensa.agent.containerizer import cgroups
 from mensa.agent.containerizer.base import ContainerHandle, LaunchError, LaunchSpec, Termination
 from mensa.proto import mensa_pb2
+from mensa.proto.resources import ResourceError, Resources
 
 log = structlog.get_logger(__name__)
 
 POLL_SECONDS = 0.05
 # How long to wait for SIGKILLed processes to disappear before giving up on them.
 REAP_TIMEOUT_SECONDS = 5.0
+SHELL = "/bin/sh"
+# Empty task cgroups older than this (left by an agent that stopped mid-task) are removed at start.
+STALE_CGROUP_SECONDS = 60.0
+LAUNCHER_NAME = "mensa-launch"
+UNSHARE_ARGS = ("--pid", "--fork", "--mount-proc", "--kill-child")
+SIGTERM_MASK = 1 << (signal.SIGTERM - 1)
 
 
 class _Child:
@@ -73,25 +104,148 @@ class _Child:
         return await asyncio.shield(self._exited)
 
 
+
+
 @dataclass(slots=True)
 class ProcessHandle:
-    """A task process; ``pid`` is also its process group id."""
+    """A task process; ``pid`` is also its process group id; ``cgroup`` its cgroup, if any."""
 
     container_id: str
     process: _Child
+    cgroup: cgroups.TaskCgroup | None = None
     killed_by_us: bool = False
     kill_done: asyncio.Event = field(default_factory=asyncio.Event)
     killing: bool = False
+    last_usage: cgroups.Usage | None = None
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
 
 
+def launcher_argv(
+    argv: Sequence[str],
+    executable: str,
+    procs_files: Sequence[str] = (),
+    rlimit_as: int | None = None,
+    unshare: str | None = None,
+    setpriv: Sequence[str] = (),
+    bash: str | None = None,
+) -> list[str]:
+    """Returns the argv that runs ``argv`` (executing ``executable``) after joining the cgroups
+    whose ``procs_files`` are given and lowering RLIMIT_AS to ``rlimit_as`` bytes, inside a new
+    PID namespace when ``unshare`` (its path) is given and as another user when ``setpriv``
+    (its path and options) is given. Executed with /bin/sh."""
+    steps = [f"echo 0 > {shlex.quote(f)}" for f in procs_files]
+    if rlimit_as is not None:
+        steps.append(f"ulimit -v {max(1, rlimit_as // 1024)}")
+    steps.append('exec "$@"')
+    chain: list[str] = []
+    if unshare:
+        chain += [unshare, *UNSHARE_ARGS, "--"]
+    if setpriv:
+        chain += [*setpriv, "--"]
+    if argv and argv[0] != executable and bash:
+        chain += [bash, "-c", 'e=$1; shift; exec -a "$0" "$e" "$@"', argv[0], executable, *argv[1:]]
+    else:
+        chain += [executable, *argv[1:]]
+    return [SHELL, "-c", " && ".join(steps), LAUNCHER_NAME, *chain]
+
+
+def oom_message(limits: cgroups.Limits) -> str:
+    """Returns the status message of a task the OOM killer ended."""
+    if limits.memory_mb is None:
+        return "OOM-killed"
+    return f"OOM-killed: memory limit of {limits.memory_mb} MB exceeded"
+
+
+def _probe_pid_namespace(unshare: str | None) -> bool:
+    """True when ``unshare --pid --fork --mount-proc true`` works here (root, kernel allows)."""
+    if unshare is None or os.geteuid() != 0:
+        return False
+    try:
+        done = subprocess.run(
+            [unshare, "--pid", "--fork", "--mount-proc", "true"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 class ProcessContainerizer:
-    """Runs command tasks (no container image) as process groups; see the module docstring."""
+    """Runs command tasks (no container image) in cgroups; see the module docstring.
+
+    ``isolation`` is "auto" (cgroups when writable, else rlimits), "cgroups" (the same, named
+    for clarity), or "rlimits" (never touch cgroups). ``pid_namespace`` None probes the host
+    (and uses one when it works), False (the default, so pids the task reports are host pids)
+    never uses one, True always does.
+    Construction does the (synchronous, quick) detection and logs ``isolation_degraded`` once
+    when cgroups cannot be used.
+    """
 
     name = "process"
+
+    def __init__(
+        self,
+        *,
+        isolation: str = "auto",
+        cgroup_root: str = "/sys/fs/cgroup",
+        cgroup_name: str = "mensa",
+        pids_max: int | None = cgroups.DEFAULT_PIDS_MAX,
+        pid_namespace: bool | None = False,
+    ) -> None:
+        if isolation not in ("auto", "cgroups", "rlimits"):
+            raise ValueError(f"unknown isolation {isolation!r}")
+        self.pids_max = pids_max
+        self.hierarchy: cgroups.Hierarchy | None = None
+        self.problems: list[str] = []
+        if isolation == "rlimits":
+            self.problems = ["cgroups turned off"]
+        elif os.geteuid() != 0:
+            self.problems = ["not root: cannot write cgroups"]
+        else:
+            self.hierarchy, self.problems = cgroups.detect(cgroup_root, cgroup_name)
+            if self.hierarchy is not None:
+                cgroups.remove_stale(self.hierarchy, time.time() - STALE_CGROUP_SECONDS)
+        self.cgroup_root = cgroup_root
+        self._unshare = shutil.which("unshare")
+        self._setpriv = shutil.which("setpriv")
+        self._bash = shutil.which("bash")
+        if pid_namespace is None:
+            pid_namespace = _probe_pid_namespace(self._unshare)
+        elif pid_namespace and self._unshare is None:
+            raise ValueError("pid_namespace requested but unshare(1) is not installed")
+        self.pid_namespace = pid_namespace
+        if self.hierarchy is None:
+            log.warning(
+                "isolation_degraded",
+                isolation="rlimits",
+                missing=self.problems,
+                consequence="no memory/cpu/pids limits per task, only RLIMIT_AS; kills use "
+                "process groups",
+            )
+        else:
+            log.info(
+                "isolation_detected",
+                isolation=self.hierarchy.isolation,
+                pid_namespace=self.pid_namespace,
+                bases=[str(b) for b in self.hierarchy.bases.values()],
+            )
+
+    @property
+    def isolation(self) -> str:
+        return self.hierarchy.isolation if self.hierarchy else "rlimits"
+
+    def describe(self) -> dict[str, Any]:
+        """Returns how tasks are isolated, for the agent's /state."""
+        return {
+            "isolation": self.isolation,
+            "pid_namespace": self.pid_namespace,
+            "cgroup_bases": [str(b) for b in self.hierarchy.bases.values()] if self.hierarchy else [],
+            "pids_max": self.pids_max,
+            "degraded": [] if self.hierarchy else list(self.problems),
+        }
 
     def can_run(self, task_info: mensa_pb2.TaskInfo) -> bool:
         """True for tasks with a command and no container, or a MESOS container without image."""
@@ -101,16 +255,52 @@ class ProcessContainerizer:
             return True
         return task_info.container.type == mensa_pb2.ContainerInfo.MESOS
 
+    def usage(self, handle: ContainerHandle) -> cgroups.Usage | None:
+        """Returns the task's cpu time and memory (the last reading once it ended), or None
+        without cgroups."""
+        h = _own(handle)
+        if h.cgroup is None:
+            return None
+        if h.process.returncode is None or h.last_usage is None:
+            current = h.cgroup.usage()
+            if current is not None:
+                h.last_usage = current
+        return h.last_usage
+
     async def launch(self, spec: LaunchSpec) -> ContainerHandle:
-        """Spawns the task's process; raises LaunchError when it cannot be executed."""
+        """Spawns the task's process in its cgroup; raises LaunchError when it cannot."""
+        _check_executable(spec)
+        try:
+            limits = cgroups.limits_from_resources(
+                Resources.from_proto(spec.task_info.resources), self.pids_max
+            )
+        except ResourceError as exc:
+            raise LaunchError(f"invalid resources: {exc}") from None
+        setpriv = self._setpriv_args(spec.user)
+        cgroup: cgroups.TaskCgroup | None = None
+        if self.hierarchy is not None:
+            try:
+                cgroup = cgroups.TaskCgroup.create(self.hierarchy, spec.container_id, limits)
+            except OSError as exc:
+                raise LaunchError(f"cannot create the task's cgroup: {exc}") from None
+        argv = launcher_argv(
+            spec.argv,
+            spec.executable,
+            procs_files=cgroup.procs_files() if cgroup else (),
+            rlimit_as=(
+                cgroups.rlimit_as_bytes(limits.memory_bytes)
+                if cgroup is None and limits.memory_bytes is not None
+                else None
+            ),
+            unshare=self._unshare if self.pid_namespace else None,
+            setpriv=setpriv,
+            bash=self._bash,
+        )
         stdout, stderr = _open_outputs(spec)
-        kwargs: dict[str, object] = {}
-        if spec.user and os.geteuid() == 0:
-            kwargs["user"] = spec.user
         try:
             popen = subprocess.Popen(
-                list(spec.argv),
-                executable=spec.executable,
+                argv,
+                executable=SHELL,
                 cwd=spec.sandbox,
                 env=dict(spec.env),
                 stdin=subprocess.DEVNULL,
@@ -120,65 +310,182 @@ class ProcessContainerizer:
                 # Every descriptor the agent holds is close-on-exec (Python, libzmq and tornado
                 # create them so); skipping the close-all loop halves the cost of a spawn.
                 close_fds=False,
-                **kwargs,  # type: ignore[arg-type]
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            if cgroup is not None:
+                cgroup.try_remove()
             raise LaunchError(f"failed to execute {spec.executable!r}: {exc}") from None
         finally:
             stdout.close()
             stderr.close()
         log.info(
-            "process_spawned", container_id=spec.container_id, pid=popen.pid, argv=list(spec.argv)
+            "process_spawned",
+            container_id=spec.container_id,
+            pid=popen.pid,
+            argv=list(spec.argv),
+            isolation=self.isolation,
+            pid_namespace=self.pid_namespace,
         )
-        return ProcessHandle(spec.container_id, _Child(popen))
+        return ProcessHandle(spec.container_id, _Child(popen), cgroup)
+
+    def _setpriv_args(self, user: str | None) -> list[str]:
+        if not user or os.geteuid() != 0:
+            return []
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            raise LaunchError(f"no such user {user!r}") from None
+        if self._setpriv is None:
+            raise LaunchError("cannot run as another user: setpriv(1) is not installed")
+        return [
+            self._setpriv,
+            f"--reuid={entry.pw_uid}",
+            f"--regid={entry.pw_gid}",
+            "--init-groups",
+            "--inh-caps=-all",
+        ]
 
     async def wait(self, handle: ContainerHandle) -> Termination:
-        """Waits for the leader to exit, then for (or forces) the end of its whole group."""
+        """Waits for the leader to exit, then for (or forces) the end of everything else in
+        its cgroup (or group); reports an OOM kill; removes the cgroup."""
         h = _own(handle)
         returncode = await h.process.wait()
         if h.killing:
-            # A kill is in progress: it SIGKILLs the rest of the group after its grace period.
+            # A kill is in progress: it SIGKILLs the rest after its grace period.
             await h.kill_done.wait()
-        else:
-            pgid = h.process.pid
-            if _group_members(pgid):
-                log.info("process_group_leftovers_killed", container_id=h.container_id, pgid=pgid)
-                _signal_group(pgid, signal.SIGKILL)
-                await _wait_group_gone(pgid, REAP_TIMEOUT_SECONDS)
+        elif _members(h):
+            log.info("task_leftovers_killed", container_id=h.container_id)
+            _signal(h, signal.SIGKILL)
+            await _wait_gone(h, REAP_TIMEOUT_SECONDS)
+        reason: int | None = None
+        message = ""
+        if h.cgroup is not None:
+            self.usage(h)
+            if not h.killed_by_us and h.cgroup.oom_killed(died_of_sigkill=returncode == -signal.SIGKILL):
+                reason = mensa_pb2.TaskStatus.REASON_CONTAINER_LIMITATION_MEMORY
+                message = oom_message(h.cgroup.limits)
+                log.info("task_oom_killed", container_id=h.container_id, message=message)
+            await _remove_cgroup(h)
         if returncode < 0:
-            return Termination(signal=-returncode, killed_by_us=h.killed_by_us)
-        return Termination(exit_code=returncode, killed_by_us=h.killed_by_us)
+            return Termination(
+                signal=-returncode, killed_by_us=h.killed_by_us, reason=reason, message=message
+            )
+        return Termination(
+            exit_code=returncode, killed_by_us=h.killed_by_us, reason=reason, message=message
+        )
 
     async def kill(self, handle: ContainerHandle, grace_seconds: float) -> None:
-        """SIGTERM to the process group, SIGKILL after ``grace_seconds`` to what is left."""
+        """SIGTERM to everything in the container, SIGKILL after ``grace_seconds`` to what is
+        left. In a PID namespace, SIGTERM only reaches the namespace's init (the task) when it
+        handles it; when the init leaves SIGTERM at its default, the container is SIGKILLed at
+        once (what SIGTERM would have done outside a namespace; the task's signal reads 9).
+        When the init itself is SIGKILLed (by the OOM killer, say), unshare exits with 1."""
         h = _own(handle)
         h.killed_by_us = True
-        pgid = h.process.pid
         if h.killing:
             await h.kill_done.wait()
             return
         h.killing = True
         try:
-            if not _group_members(pgid) and h.process.returncode is not None:
+            if not _members(h) and h.process.returncode is not None:
                 return
             log.info(
-                "process_group_terminated",
-                container_id=h.container_id,
-                pgid=pgid,
-                grace_seconds=grace_seconds,
+                "process_group_terminated", container_id=h.container_id, grace_seconds=grace_seconds
             )
-            _signal_group(pgid, signal.SIGTERM)
-            if await _wait_group_gone(pgid, max(grace_seconds, 0.0)):
+            _signal(h, signal.SIGTERM)
+            if h.cgroup is not None and any(map(_is_init_with_default_sigterm, h.cgroup.pids())):
+                # The kernel drops SIGTERM to such an init; SIGTERM's default is to end it.
+                _signal(h, signal.SIGKILL)
+            if await _wait_gone(h, max(grace_seconds, 0.0)):
                 return
-            log.info("process_group_killed", container_id=h.container_id, pgid=pgid)
-            _signal_group(pgid, signal.SIGKILL)
-            if not await _wait_group_gone(pgid, REAP_TIMEOUT_SECONDS):
-                log.warning(
-                    "process_group_survived_sigkill", container_id=h.container_id, pgid=pgid
-                )
+            log.info("process_group_killed", container_id=h.container_id)
+            _signal(h, signal.SIGKILL)
+            if not await _wait_gone(h, REAP_TIMEOUT_SECONDS):
+                log.warning("process_group_survived_sigkill", container_id=h.container_id)
         finally:
+            if h.cgroup is not None and not h.cgroup.pids():
+                # Gone: remove the cgroup now too, in case the agent stops before wait() does.
+                self.usage(h)
+                h.cgroup.try_remove()
             h.killing = False
             h.kill_done.set()
+
+
+def _check_executable(spec: LaunchSpec) -> None:
+    """Raises LaunchError when the task's program cannot be found or executed (the launcher
+    shell would only report it in the task's stderr)."""
+    exe = spec.executable
+    if "/" in exe:
+        path = exe if os.path.isabs(exe) else os.path.join(spec.sandbox, exe)
+        ok = os.path.isfile(path) and os.access(path, os.X_OK)
+    else:
+        ok = shutil.which(exe, path=spec.env.get("PATH", os.defpath)) is not None
+    if not ok:
+        raise LaunchError(f"failed to execute {exe!r}: not found or not executable")
+
+
+def _members(h: ProcessHandle) -> list[int]:
+    if h.cgroup is not None:
+        return h.cgroup.pids()
+    return _group_members(h.process.pid)
+
+
+def _signal(h: ProcessHandle, sig: signal.Signals) -> None:
+    """Signals everything in the container. SIGKILL goes to the leader first: in a PID
+    namespace that is ``unshare``, which then dies of SIGKILL itself (were its child, the
+    namespace's init, killed first, unshare 2.38 would exit 1 instead of re-raising SIGKILL)
+    and takes the namespace with it (``--kill-child``)."""
+    if sig == signal.SIGKILL and h.process.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(h.process.pid, sig)
+    if h.cgroup is not None:
+        h.cgroup.signal_all(sig)
+    _signal_group(h.process.pid, sig)
+
+
+async def _wait_gone(h: ProcessHandle, timeout: float) -> bool:
+    """Waits up to ``timeout`` seconds for the container to be empty; True when it is."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while _members(h):
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        await asyncio.sleep(min(POLL_SECONDS, remaining))
+    return True
+
+
+async def _remove_cgroup(h: ProcessHandle) -> None:
+    """Removes the task's cgroup, SIGKILLing stragglers, retrying for REAP_TIMEOUT_SECONDS."""
+    assert h.cgroup is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + REAP_TIMEOUT_SECONDS
+    while not h.cgroup.try_remove():
+        if loop.time() >= deadline:
+            log.warning("cgroup_not_removed", container_id=h.container_id,
+                        dirs=[str(d) for d in h.cgroup.distinct_dirs()])
+            return
+        h.cgroup.signal_all(signal.SIGKILL)
+        await asyncio.sleep(0.02)
+
+
+def _is_init_with_default_sigterm(pid: int) -> bool:
+    """True when ``pid`` is the init (pid 1) of a PID namespace below ours and neither catches
+    nor ignores SIGTERM, so a SIGTERM from us would be dropped by the kernel."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    nspids = fields.get("NSpid", "").split()
+    if len(nspids) < 2 or nspids[-1] != "1":
+        return False
+    try:
+        caught = int(fields.get("SigCgt", "0").strip(), 16)
+        ignored = int(fields.get("SigIgn", "0").strip(), 16)
+    except ValueError:
+        return False
+    return not (caught | ignored) & SIGTERM_MASK
 
 
 def _open_outputs(spec: LaunchSpec) -> tuple[BinaryIO, BinaryIO]:
@@ -239,15 +546,3 @@ def _group_members(pgid: int) -> list[int]:
         if len(fields) >= 3 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
             members.append(int(entry.name))
     return members
-
-
-async def _wait_group_gone(pgid: int, timeout: float) -> bool:
-    """Waits up to ``timeout`` seconds for group ``pgid`` to be empty; True when it is."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while _group_members(pgid):
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return False
-        await asyncio.sleep(min(POLL_SECONDS, remaining))
-    return True

@@ -25,6 +25,7 @@ PURE_MODULES = [
     "mensa.agent.state", "mensa.agent.events", "mensa.agent.status_updates",
     "mensa.agent.registration", "mensa.agent.tasks", "mensa.agent.sandbox", "mensa.agent.gc",
     "mensa.agent.health", "mensa.agent.containerizer.docker_config",
+    "mensa.agent.containerizer.cgroups",
     "mensa.frameworks.convert", "mensa.frameworks.events", "mensa.frameworks.scheduler",
 ]
 

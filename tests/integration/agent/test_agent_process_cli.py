@@ -149,8 +149,9 @@ def test_agent_process_serves_http_runs_a_task_and_kills_it_on_sigterm(
         killed = master.expect("status_update").status_update
         assert killed.status.state == mensa_pb2.TASK_KILLED
         assert agent.proc is not None and agent.proc.wait(15) == 0
+        # The host's view of the task's process (inside a PID namespace `$$` is the task's own).
         with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+            os.kill(task["pid"], 0)
         log = (agent_dir / "agent.log").read_text()
         assert "agent_stopping_killing_tasks" in log
     finally:

@@ -1,0 +1,46 @@
+"""Process isolation through a real master, agent and the SDK: OOM reported, usage in /state."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from mensa_cluster import Cluster, wait_until
+from mensa_recorder import Recorder, start, task
+
+from mensa.agent.containerizer.cgroups import detect
+from mensa.proto import mensa_pb2
+
+
+def agent_state(cluster: Cluster) -> dict:  # type: ignore[type-arg]
+    agent = cluster.state()["agents"][0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{agent['port']}/state", timeout=5) as r:
+        return json.load(r)  # type: ignore[no-any-return]
+
+
+def test_oom_is_reported_and_usage_is_shown(cluster: Cluster) -> None:
+    hierarchy, problems = detect("/sys/fs/cgroup")
+    if hierarchy is None:
+        pytest.skip(f"cgroups cannot be written here: {'; '.join(problems)}")
+    cluster.start_master()
+    cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100;ports:[31000-31009]")
+    cluster.wait_agents(1)
+    sched = Recorder()
+    driver, _ = start(cluster, sched)
+    try:
+        hog = task("hog", "python3 -c 'b = bytearray(300 * 1024 * 1024); print(len(b))'",
+                   "cpus:0.5;mem:48")
+        sched.submit(driver, hog, task("idle", "sleep 300"))
+        failed = sched.state_of("hog", "TASK_FAILED")
+        assert failed[4] == mensa_pb2.TaskStatus.REASON_CONTAINER_LIMITATION_MEMORY
+        assert "OOM" in failed[3]
+        sched.state_of("idle", "TASK_RUNNING")
+        state = wait_until(lambda: (s := agent_state(cluster)) and
+                           any("usage" in t for t in s["tasks"]) and s, what="usage in /state")
+        [idle] = [t for t in state["tasks"] if t["id"] == "idle"]
+        assert idle["usage"]["memory_bytes"] > 0
+        assert state["containerizers"][-1]["isolation"].startswith("cgroups")
+    finally:
+        driver.stop()
+        driver.join()
