@@ -14,6 +14,7 @@ import platform
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mensa.deploy.processes import ManagedProcess, kill_processes_under, mensa_argv
@@ -25,12 +26,44 @@ from mensa.proto.resources import Resources
 TASK = Resources.parse("cpus:0.01;mem:1")
 
 
-class LaunchBench(Scheduler):
-    """Launches ``total`` tasks of ``true``, packing each offer, and timestamps their updates."""
+def true_task(n: int) -> mensa_pb2.TaskInfo:
+    """Returns task ``bench-N`` running ``true`` with the bench's tiny resources."""
+    task = mensa_pb2.TaskInfo(name=f"bench-{n}")
+    task.task_id.value = f"bench-{n}"
+    task.resources.extend(TASK.to_proto())
+    task.command.value = "true"
+    return task
 
-    def __init__(self, total: int, batch: int) -> None:
+
+def start_cluster(
+    root: Path, agents: int, agent_flags: tuple[str, ...] = ()
+) -> tuple[list[ManagedProcess], str]:
+    """Starts a master and ``agents`` agents under ``root``; returns them and the master address."""
+    procs: list[ManagedProcess] = []
+    master = ManagedProcess("master", mensa_argv(
+        "master", "--work-dir", str(root / "master"), "--port", "0", "--http-port", "0",
+        "--log-level", "warning"), root / "master").start()
+    procs.append(master)
+    address = f"127.0.0.1:{master.endpoints()['zmq_port']}"
+    for i in range(agents):
+        ports = f"ports:[{31000 + i * 1000}-{31999 + i * 1000}]"
+        agent = ManagedProcess(f"agent{i}", mensa_argv(
+            "agent", "--master", address, "--work-dir", str(root / f"agent{i}"), "--http-port", "0",
+            "--resources", f"cpus:64;mem:65536;disk:1000;{ports}", "--log-level", "warning",
+            *agent_flags), root / f"agent{i}").start()
+        procs.append(agent)
+        agent.endpoints()
+    return procs, address
+
+
+class LaunchBench(Scheduler):
+    """Launches ``total`` tasks (``true`` by default), packing each offer, and timestamps updates."""
+
+    def __init__(self, total: int, batch: int,
+                 make_task: Callable[[int], mensa_pb2.TaskInfo] = true_task) -> None:
         self.total = total
         self.batch = batch
+        self.make_task = make_task
         self.next = 0
         self.accepted_at: dict[str, float] = {}
         self.running_at: dict[str, float] = {}
@@ -44,11 +77,8 @@ class LaunchBench(Scheduler):
             left = Resources.from_proto(offer.resources)
             tasks = []
             while self.next < self.total and len(tasks) < self.batch and left.contains(TASK):
-                task = mensa_pb2.TaskInfo(name=f"bench-{self.next}")
-                task.task_id.value = f"bench-{self.next}"
+                task = self.make_task(self.next)
                 task.agent_id.CopyFrom(offer.agent_id)
-                task.resources.extend(TASK.to_proto())
-                task.command.value = "true"
                 tasks.append(task)
                 left = left - TASK
                 self.next += 1
@@ -130,19 +160,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="mensa-bench-"))
     procs: list[ManagedProcess] = []
     try:
-        master = ManagedProcess("master", mensa_argv(
-            "master", "--work-dir", str(root / "master"), "--port", "0", "--http-port", "0",
-            "--log-level", "warning"), root / "master").start()
-        procs.append(master)
-        ep = master.endpoints()
-        address = f"127.0.0.1:{ep['zmq_port']}"
-        for i in range(args.agents):
-            agent = ManagedProcess(f"agent{i}", mensa_argv(
-                "agent", "--master", address, "--work-dir", str(root / f"agent{i}"), "--http-port", "0",
-                "--resources", f"cpus:64;mem:65536;disk:1000;ports:[{31000 + i * 1000}-{31999 + i * 1000}]",
-                "--log-level", "warning"), root / f"agent{i}").start()
-            procs.append(agent)
-            agent.endpoints()
+        procs, address = start_cluster(root, args.agents)
         bench = LaunchBench(args.tasks, args.batch)
         info = mensa_pb2.FrameworkInfo(name="launch-bench", user="root")
         driver = SchedulerDriver(bench, info, address)

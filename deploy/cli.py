@@ -30,6 +30,8 @@ NESTED: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     ]),
     "bench": ("benchmarks (print figures)", [
         ("launch", "mensa.bench.launch", "launch trivial tasks through the SDK and time them"),
+        ("containerizers", "mensa.bench.containerizers",
+         "launch to RUNNING for tasks in each containerizer on one agent"),
     ]),
 }
 

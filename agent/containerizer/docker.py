@@ -71,6 +71,9 @@ POLL_SECONDS = 1.0
 MIN_POLL_SECONDS = 0.05
 UNREACHABLE_LIMIT_SECONDS = 15.0
 LOG_DRAIN_SECONDS = 5.0
+MAX_CONCURRENT_LAUNCHES = 4
+# While a container's output stream is open its end shows there; the engine is asked less often.
+ATTACHED_POLL_FACTOR = 5
 
 # Errors that mean "the engine did not answer" (as opposed to "the engine said no").
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, OSError)
@@ -118,6 +121,7 @@ class DockerContainerizer:
         pull_timeout: float = PULL_TIMEOUT_SECONDS,
         poll_seconds: float = POLL_SECONDS,
         unreachable_limit: float = UNREACHABLE_LIMIT_SECONDS,
+        max_concurrent_launches: int = MAX_CONCURRENT_LAUNCHES,
     ) -> None:
         self.base_url = docker_host(socket)
         self.sandbox_mount = sandbox_mount
@@ -131,6 +135,9 @@ class DockerContainerizer:
         self._reachable = False
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="mensa-docker")
+        # An engine asked to create many containers at once answers them all late (past the
+        # API timeout on a small host): launches queue here instead.
+        self._launching = asyncio.Semaphore(max(1, max_concurrent_launches))
 
     # -- the Containerizer protocol ------------------------------------------------------------
 
@@ -141,6 +148,10 @@ class DockerContainerizer:
     async def launch(self, spec: LaunchSpec) -> ContainerHandle:
         """Pulls the image if needed, creates and starts the container; LaunchError if not."""
         cfg = container_config(spec, self.sandbox_mount)
+        async with self._launching:
+            return await self._launch(cfg, spec)
+
+    async def _launch(self, cfg: ContainerConfig, spec: LaunchSpec) -> ContainerHandle:
         try:
             await self._call(self._connect)
             await self._ensure_image(cfg)
@@ -432,7 +443,7 @@ class DockerContainerizer:
             logs = h.logs_done
             clean_end = logs is not None and logs.done() and logs.result() is True
             if logs is not None and not logs.done():
-                await asyncio.wait([logs], timeout=self.poll_seconds)
+                await asyncio.wait([logs], timeout=self.poll_seconds * ATTACHED_POLL_FACTOR)
             elif not first:
                 # Paced: the full interval while the engine is away or output is not followed.
                 slow = unreachable_since is not None or not clean_end

@@ -5,7 +5,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dockerd import Dockerd, missing
+
+from mensa.deploy.dockerd import Dockerd, missing
 
 
 @pytest.fixture(scope="session")

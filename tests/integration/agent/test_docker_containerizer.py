@@ -15,12 +15,12 @@ from typing import TypeVar
 
 import docker
 import pytest
-from dockerd import IMAGE, Dockerd
 
 from mensa.agent.containerizer.base import Containerizer, LaunchError, LaunchSpec, Termination
 from mensa.agent.containerizer.docker import DockerContainerizer, DockerHandle
 from mensa.agent.containerizer.docker_config import container_config, port_bindings, termination_of
 from mensa.agent.sandbox import command_line, task_environment
+from mensa.deploy.dockerd import IMAGE, Dockerd
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import Resources
 

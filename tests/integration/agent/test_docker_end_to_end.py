@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from dockerd import IMAGE, Dockerd
 from mensa_cluster import Cluster
 from mensa_recorder import Recorder, start, task
 
+from mensa.deploy.dockerd import IMAGE, Dockerd
 from mensa.proto import mensa_pb2
 
 

@@ -1,4 +1,4 @@
-"""A private Docker Engine for tests: its own socket, data and exec directories, and a busybox image.
+"""A private Docker Engine (for tests and benchmarks): its own socket and directories, a busybox image.
 
 ``Dockerd.start(root)`` runs ``dockerd`` under ``root`` (without touching the host network:
 no iptables, no bridge), waits until it answers a ping, and imports ``mensa-test/busybox:latest``
