@@ -72,6 +72,8 @@ MIN_POLL_SECONDS = 0.05
 UNREACHABLE_LIMIT_SECONDS = 15.0
 LOG_DRAIN_SECONDS = 5.0
 MAX_CONCURRENT_LAUNCHES = 4
+OOM_SETTLE_TRIES = 5
+OOM_SETTLE_SECONDS = 0.1
 # While a container's output stream is open its end shows there; the engine is asked less often.
 ATTACHED_POLL_FACTOR = 5
 
@@ -481,7 +483,26 @@ class DockerContainerizer:
             unreachable_since = None
             state = attrs.get("State", {})
             if state.get("Status") in ("exited", "dead"):
+                state = await self._settled_state(h, state)
                 return termination_of(state, killed_by_us=h.killed_by_us, mem_mb=h.mem_mb)
+
+    async def _settled_state(self, h: DockerHandle, state: dict[str, Any]) -> dict[str, Any]:
+        """Returns the exited state, re-read briefly when an unexplained SIGKILL may be an OOM.
+
+        The engine can record a container's exit before the kernel's OOM event reaches it, so
+        ``OOMKilled`` may still read false right after a SIGKILL (exit code 137) we did not send.
+        """
+        for _ in range(OOM_SETTLE_TRIES):
+            if state.get("OOMKilled") or h.killed_by_us or state.get("ExitCode") != 137:
+                return state
+            await asyncio.sleep(OOM_SETTLE_SECONDS)
+            try:
+                client = await self._call(self._connect)
+                attrs = await self._call(client.api.inspect_container, h.docker_id)
+            except (*_UNREACHABLE, docker.errors.DockerException):
+                return state
+            state = attrs.get("State", state)
+        return state
 
     async def _finish(self, h: DockerHandle) -> None:
         """Drains (or copies) the output, then removes the container; errors are logged."""

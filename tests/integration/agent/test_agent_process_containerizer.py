@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -38,7 +39,8 @@ def make_spec(sandbox: Path, command: mensa_pb2.CommandInfo, ports: str = "") ->
         path=os.environ["PATH"],
     )
     return LaunchSpec(
-        container_id="c1",
+        # Unique: the container id names the task's cgroup, shared by every run on this host.
+        container_id=f"c1-{uuid.uuid4().hex[:12]}",
         framework_id="fw",
         task_id="task-1",
         executable=executable,
