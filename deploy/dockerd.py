@@ -93,6 +93,9 @@ class Dockerd:
                 "--iptables=false",
                 "--ip6tables=false",
                 "--bridge=none",
+                # Its own cgroup parent: engines side by side do not share /docker.
+                "--cgroup-parent",
+                f"mensa-{root.name}",
             ],
             stdin=subprocess.DEVNULL,
             stdout=logfile,

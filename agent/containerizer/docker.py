@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import math
 import os
 import threading
@@ -73,7 +74,7 @@ UNREACHABLE_LIMIT_SECONDS = 15.0
 LOG_DRAIN_SECONDS = 5.0
 MAX_CONCURRENT_LAUNCHES = 4
 OOM_SETTLE_TRIES = 5
-OOM_SETTLE_SECONDS = 0.1
+OOM_SETTLE_SECONDS = 0.2
 # While a container's output stream is open its end shows there; the engine is asked less often.
 ATTACHED_POLL_FACTOR = 5
 
@@ -502,7 +503,22 @@ class DockerContainerizer:
             except (*_UNREACHABLE, docker.errors.DockerException):
                 return state
             state = attrs.get("State", state)
+        if not state.get("OOMKilled") and not h.killed_by_us and state.get("ExitCode") == 137:
+            with contextlib.suppress(*_UNREACHABLE, docker.errors.DockerException):
+                if await self._call(self._had_oom_event, h.docker_id):
+                    state = {**state, "OOMKilled": True}
         return state
+
+    def _had_oom_event(self, docker_id: str) -> bool:
+        """True when the engine logged an ``oom`` event for the container (blocking, bounded)."""
+        client = self._connect()
+        until = datetime.datetime.now(datetime.UTC)
+        events = client.events(until=until, since=until - datetime.timedelta(minutes=10),
+                               filters={"container": docker_id, "event": "oom"}, decode=True)
+        try:
+            return any(True for _ in events)
+        finally:
+            events.close()
 
     async def _finish(self, h: DockerHandle) -> None:
         """Drains (or copies) the output, then removes the container; errors are logged."""
