@@ -38,7 +38,7 @@ import datetime
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -230,6 +230,31 @@ class DockerContainerizer:
             log.warning("docker_stop_failed", container_id=h.container_id, error=str(exc))
 
     # -- operator views and recovery -----------------------------------------------------------
+
+    async def exec_in(
+        self, handle: ContainerHandle, argv: Sequence[str], env: Mapping[str, str]
+    ) -> int:
+        """Runs ``argv`` (a COMMAND health check) inside the task's container (``docker exec``).
+
+        Returns its exit status, or 125 when the engine cannot run it. A check that outlives its
+        timeout is abandoned by the agent; the engine ends it with the container at the latest.
+        """
+        h = _own(handle)
+        inside = {**env, "MESOS_SANDBOX": self.sandbox_mount}
+
+        def run() -> int:
+            client = self._connect()
+            exec_id = client.api.exec_create(h.docker_id, list(argv), environment=inside,
+                                             workdir=self.sandbox_mount)["Id"]
+            client.api.exec_start(exec_id)
+            code = client.api.exec_inspect(exec_id).get("ExitCode")
+            return 125 if code is None else int(code)
+
+        try:
+            return await self._call(run)
+        except (*_UNREACHABLE, docker.errors.DockerException) as exc:
+            log.warning("docker_exec_failed", container_id=h.container_id, error=_explain(exc))
+            return 125
 
     def describe(self) -> dict[str, Any]:
         """Returns ``{"docker": {"socket", "version"}}`` or ``{"docker": "unreachable"}``.

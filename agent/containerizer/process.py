@@ -40,7 +40,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -254,6 +254,34 @@ class ProcessContainerizer:
         if not task_info.HasField("container"):
             return True
         return task_info.container.type == mensa_pb2.ContainerInfo.MESOS
+
+    async def exec_in(
+        self, handle: ContainerHandle, argv: Sequence[str], env: Mapping[str, str]
+    ) -> int:
+        """Runs ``argv`` (a COMMAND health check) in the task's cgroup; returns its exit status.
+
+        It runs with ``env`` (the task's) and the task's working directory, in its own process
+        group, which is SIGKILLed when the check ends or is cancelled (timed out).
+        """
+        h = _own(handle)
+        if not argv:
+            return 127
+        procs = h.cgroup.procs_files() if h.cgroup is not None else ()
+        env = dict(env)
+        popen = subprocess.Popen(
+            launcher_argv(list(argv), argv[0], procs_files=procs),
+            cwd=env.get("MESOS_SANDBOX") or None,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=False,
+        )
+        try:
+            return await _Child(popen).wait()
+        finally:
+            _signal_group(popen.pid, signal.SIGKILL)
 
     def usage(self, handle: ContainerHandle) -> cgroups.Usage | None:
         """Returns the task's cpu time and memory (the last reading once it ended), or None

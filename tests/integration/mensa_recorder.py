@@ -76,8 +76,9 @@ class Recorder(Scheduler):
         self.events.put(("rescinded", _value(offer_id)))
 
     def status_update(self, driver: SchedulerDriver, status: mensa_pb2.TaskStatus) -> None:
+        healthy = status.healthy if status.HasField("healthy") else None
         self.events.put(("update", status.task_id.value, S.TaskState.Name(status.state), status.message,
-                         status.reason))
+                         status.reason, healthy))
 
     def agent_lost(self, driver: SchedulerDriver, agent_id: Any) -> None:
         self.events.put(("agent_lost", _value(agent_id)))

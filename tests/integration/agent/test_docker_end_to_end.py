@@ -38,3 +38,30 @@ def test_agent_runs_docker_and_process_tasks(cluster: Cluster, dockerd: Dockerd)
     finally:
         driver.stop()
         driver.join()
+
+
+def test_command_health_check_runs_inside_the_container(cluster: Cluster, dockerd: Dockerd) -> None:
+    cluster.start_master()
+    cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100;ports:[31000-31009]",
+                        "--containerizers", "docker,process", "--docker-socket", dockerd.socket)
+    cluster.wait_agents(1)
+    sched = Recorder()
+    driver, _ = start(cluster, sched)
+    try:
+        boxed = task("boxed-check", "sleep 300")
+        boxed.container.type = mensa_pb2.ContainerInfo.DOCKER
+        boxed.container.docker.image = IMAGE
+        boxed.container.docker.network = mensa_pb2.ContainerInfo.DockerInfo.NONE
+        check = boxed.health_check
+        check.type = mensa_pb2.HealthCheck.COMMAND
+        check.command.value = "test -d /mnt/mesos/sandbox"  # only inside the container
+        check.delay_seconds, check.interval_seconds, check.grace_period_seconds = 0.1, 0.2, 0.0
+        sched.submit(driver, boxed)
+        healthy = sched.wait(lambda e: e[0] == "update" and e[1] == "boxed-check"
+                             and e[4] == mensa_pb2.TaskStatus.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED)
+        assert healthy[5] is True, healthy
+        driver.kill_task("boxed-check")
+        sched.state_of("boxed-check", "TASK_KILLED")
+    finally:
+        driver.stop()
+        driver.join()

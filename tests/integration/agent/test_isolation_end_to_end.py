@@ -44,3 +44,31 @@ def test_oom_is_reported_and_usage_is_shown(cluster: Cluster) -> None:
     finally:
         driver.stop()
         driver.join()
+
+
+def test_command_health_check_runs_in_the_tasks_cgroup(cluster: Cluster) -> None:
+    hierarchy, problems = detect("/sys/fs/cgroup")
+    if hierarchy is None:
+        pytest.skip(f"cgroups cannot be written here: {'; '.join(problems)}")
+    cluster.start_master()
+    cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100;ports:[31000-31009]")
+    cluster.wait_agents(1)
+    sched = Recorder()
+    driver, _ = start(cluster, sched)
+    try:
+        watched = task("watched", "sleep 300")
+        check = watched.health_check
+        check.type = mensa_pb2.HealthCheck.COMMAND
+        # Healthy only where the check runs: inside the task's own cgroup, not the agent's.
+        check.command.value = 'grep -q "/mensa/" /proc/self/cgroup'
+        check.delay_seconds, check.interval_seconds, check.grace_period_seconds = 0.1, 0.2, 0.0
+        sched.submit(driver, watched)
+        update = sched.wait(lambda e: e[0] == "update" and e[1] == "watched" and e[2] == "TASK_RUNNING"
+                            and e[4] == mensa_pb2.TaskStatus.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED)
+        assert update[5] is True, update
+        state = wait_until(lambda: (s := agent_state(cluster)) and s["tasks"] and s,
+                           what="the task in /state")
+        assert state["tasks"][0]["healthy"] is True
+    finally:
+        driver.stop()
+        driver.join()
