@@ -81,7 +81,9 @@ async def _run(probe: Probe, exec_in: ExecIn | None) -> ProbeOutcome:
         return await _tcp(probe)
     if exec_in is not None:
         code = await exec_in(probe.argv, probe.env)
-        return ProbeOutcome(True) if code == 0 else ProbeOutcome(False, f"command exited {code}")
+        if code == 0:
+            return ProbeOutcome(True)
+        return ProbeOutcome(False, f"health check command exited with status {code}")
     return await _command(probe)
 
 
