@@ -317,7 +317,11 @@ class AgentState:
             return
         record.sandbox = spec.sandbox
         record.container_running = True
-        self._set_state(record, mensa_pb2.TASK_STARTING)
+        if _has_image(record.task_info):
+            # STAGING while the image may be pulled: STARTING comes when the container exists.
+            tlog.info("task_staging", reason="its container image may need pulling")
+        else:
+            self._set_state(record, mensa_pb2.TASK_STARTING)
         self._out.append(LaunchContainer(framework_id, task_id, spec))
         tlog.info("task_launching", sandbox=spec.sandbox)
 
@@ -460,6 +464,8 @@ class AgentState:
         record.pid = event.pid
         _tlog(event.framework_id, event.task_id).info("task_started", pid=event.pid)
         if not record.kill_requested:
+            if record.state == mensa_pb2.TASK_STAGING:
+                self._set_state(record, mensa_pb2.TASK_STARTING)
             self._set_state(record, mensa_pb2.TASK_RUNNING)
             checker = self.health.get((event.framework_id, event.task_id))
             if checker is not None:
@@ -617,3 +623,9 @@ class AgentState:
         self.health.pop(key, None)
         self.completed.append(record)
         _tlog(*key).info("task_completed", state=_state_name(record.state))
+
+
+def _has_image(info: mensa_pb2.TaskInfo) -> bool:
+    """True for a task whose container names an image (which the agent may have to pull)."""
+    return (info.HasField("container") and info.container.type == mensa_pb2.ContainerInfo.DOCKER
+            and bool(info.container.docker.image))

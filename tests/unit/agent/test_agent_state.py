@@ -570,3 +570,25 @@ def test_stop_requested_kills_every_running_task_and_stops_registering() -> None
     h.exited(3.1, "t2", signal=15, killed_by_us=True)
     assert not h.state.has_running_containers()
     assert "register_agent" not in kinds(h.handle(Tick(), 100.0))
+
+
+def test_a_task_with_an_image_stays_staging_until_its_container_exists() -> None:
+    h = registered_harness()
+    container = mensa_pb2.ContainerInfo(type=mensa_pb2.ContainerInfo.DOCKER)
+    container.docker.image = "busybox:latest"
+    commands = h.run_task(1.0, "boxed", container=container)
+    assert [c for c in commands if isinstance(c, LaunchContainer)]
+    assert updates(commands) == []  # No STARTING while the image may be pulling.
+    (starting,) = updates(h.handle(ContainerStarted(FW, "boxed", pid=7), 2.0))
+    assert starting.status.state == mensa_pb2.TASK_STARTING
+    assert states(h.ack(2.1, starting)) == ["TASK_RUNNING"]
+
+
+def test_a_task_whose_image_cannot_be_pulled_fails_from_staging() -> None:
+    h = registered_harness()
+    container = mensa_pb2.ContainerInfo(type=mensa_pb2.ContainerInfo.DOCKER)
+    container.docker.image = "busybox:nope"
+    h.run_task(1.0, "boxed", container=container)
+    failed = updates(h.handle(LaunchFailed(FW, "boxed", "image busybox:nope not found", False), 2.0))
+    assert [u.status.state for u in failed] == [mensa_pb2.TASK_FAILED]
+    assert "busybox:nope" in failed[0].status.message
