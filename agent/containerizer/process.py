@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import os
 import pwd
-import shlex
 import shutil
 import signal
 import subprocess
@@ -43,12 +42,21 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import structlog
 
 from mensa.agent.containerizer import cgroups
 from mensa.agent.containerizer.base import ContainerHandle, LaunchError, LaunchSpec, Termination
+from mensa.agent.containerizer.launcher import (
+    SHELL,
+    Child,
+    group_members,
+    launcher_argv,
+    open_outputs,
+    probe_pid_namespace,
+    signal_group,
+)
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import ResourceError, Resources
 
@@ -57,53 +65,9 @@ log = structlog.get_logger(__name__)
 POLL_SECONDS = 0.05
 # How long to wait for SIGKILLed processes to disappear before giving up on them.
 REAP_TIMEOUT_SECONDS = 5.0
-SHELL = "/bin/sh"
 # Empty task cgroups older than this (left by an agent that stopped mid-task) are removed at start.
 STALE_CGROUP_SECONDS = 60.0
-LAUNCHER_NAME = "mensa-launch"
-UNSHARE_ARGS = ("--pid", "--fork", "--mount-proc", "--kill-child")
 SIGTERM_MASK = 1 << (signal.SIGTERM - 1)
-
-
-class _Child:
-    """A spawned process whose exit the event loop learns of through a pidfd (no thread).
-
-    Falls back to a waiting thread where pidfds are not available (Linux before 5.3).
-    """
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self.returncode: int | None = None
-        loop = asyncio.get_running_loop()
-        self._exited: asyncio.Future[int] = loop.create_future()
-        try:
-            self._pidfd: int | None = os.pidfd_open(popen.pid)
-        except (AttributeError, OSError):
-            self._pidfd = None
-            waiter = loop.run_in_executor(None, popen.wait)
-            waiter.add_done_callback(lambda f: self._done(f.result()))
-        else:
-            loop.add_reader(self._pidfd, self._readable)
-
-    def _readable(self) -> None:
-        code = self.popen.poll()
-        if code is not None:
-            self._done(code)
-
-    def _done(self, code: int) -> None:
-        if self._pidfd is not None:
-            asyncio.get_running_loop().remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-        self.returncode = code
-        if not self._exited.done():
-            self._exited.set_result(code)
-
-    async def wait(self) -> int:
-        return await asyncio.shield(self._exited)
-
-
 
 
 @dataclass(slots=True)
@@ -111,7 +75,7 @@ class ProcessHandle:
     """A task process; ``pid`` is also its process group id; ``cgroup`` its cgroup, if any."""
 
     container_id: str
-    process: _Child
+    process: Child
     cgroup: cgroups.TaskCgroup | None = None
     killed_by_us: bool = False
     kill_done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -123,54 +87,11 @@ class ProcessHandle:
         return self.process.pid
 
 
-def launcher_argv(
-    argv: Sequence[str],
-    executable: str,
-    procs_files: Sequence[str] = (),
-    rlimit_as: int | None = None,
-    unshare: str | None = None,
-    setpriv: Sequence[str] = (),
-    bash: str | None = None,
-) -> list[str]:
-    """Returns the argv that runs ``argv`` (executing ``executable``) after joining the cgroups
-    whose ``procs_files`` are given and lowering RLIMIT_AS to ``rlimit_as`` bytes, inside a new
-    PID namespace when ``unshare`` (its path) is given and as another user when ``setpriv``
-    (its path and options) is given. Executed with /bin/sh."""
-    steps = [f"echo 0 > {shlex.quote(f)}" for f in procs_files]
-    if rlimit_as is not None:
-        steps.append(f"ulimit -v {max(1, rlimit_as // 1024)}")
-    steps.append('exec "$@"')
-    chain: list[str] = []
-    if unshare:
-        chain += [unshare, *UNSHARE_ARGS, "--"]
-    if setpriv:
-        chain += [*setpriv, "--"]
-    if argv and argv[0] != executable and bash:
-        chain += [bash, "-c", 'e=$1; shift; exec -a "$0" "$e" "$@"', argv[0], executable, *argv[1:]]
-    else:
-        chain += [executable, *argv[1:]]
-    return [SHELL, "-c", " && ".join(steps), LAUNCHER_NAME, *chain]
-
-
 def oom_message(limits: cgroups.Limits) -> str:
     """Returns the status message of a task the OOM killer ended."""
     if limits.memory_mb is None:
         return "OOM-killed"
     return f"OOM-killed: memory limit of {limits.memory_mb} MB exceeded"
-
-
-def _probe_pid_namespace(unshare: str | None) -> bool:
-    """True when ``unshare --pid --fork --mount-proc true`` works here (root, kernel allows)."""
-    if unshare is None or os.geteuid() != 0:
-        return False
-    try:
-        done = subprocess.run(
-            [unshare, "--pid", "--fork", "--mount-proc", "true"],
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
 
 
 class ProcessContainerizer:
@@ -213,7 +134,7 @@ class ProcessContainerizer:
         self._setpriv = shutil.which("setpriv")
         self._bash = shutil.which("bash")
         if pid_namespace is None:
-            pid_namespace = _probe_pid_namespace(self._unshare)
+            pid_namespace = probe_pid_namespace(self._unshare)
         elif pid_namespace and self._unshare is None:
             raise ValueError("pid_namespace requested but unshare(1) is not installed")
         self.pid_namespace = pid_namespace
@@ -279,9 +200,9 @@ class ProcessContainerizer:
             close_fds=False,
         )
         try:
-            return await _Child(popen).wait()
+            return await Child(popen).wait()
         finally:
-            _signal_group(popen.pid, signal.SIGKILL)
+            signal_group(popen.pid, signal.SIGKILL)
 
     def usage(self, handle: ContainerHandle) -> cgroups.Usage | None:
         """Returns the task's cpu time and memory (the last reading once it ended), or None
@@ -324,7 +245,7 @@ class ProcessContainerizer:
             setpriv=setpriv,
             bash=self._bash,
         )
-        stdout, stderr = _open_outputs(spec)
+        stdout, stderr = open_outputs(spec)
         try:
             popen = subprocess.Popen(
                 argv,
@@ -354,7 +275,7 @@ class ProcessContainerizer:
             isolation=self.isolation,
             pid_namespace=self.pid_namespace,
         )
-        return ProcessHandle(spec.container_id, _Child(popen), cgroup)
+        return ProcessHandle(spec.container_id, Child(popen), cgroup)
 
     def _setpriv_args(self, user: str | None) -> list[str]:
         if not user or os.geteuid() != 0:
@@ -455,7 +376,7 @@ def _check_executable(spec: LaunchSpec) -> None:
 def _members(h: ProcessHandle) -> list[int]:
     if h.cgroup is not None:
         return h.cgroup.pids()
-    return _group_members(h.process.pid)
+    return group_members(h.process.pid)
 
 
 def _signal(h: ProcessHandle, sig: signal.Signals) -> None:
@@ -468,7 +389,7 @@ def _signal(h: ProcessHandle, sig: signal.Signals) -> None:
             os.kill(h.process.pid, sig)
     if h.cgroup is not None:
         h.cgroup.signal_all(sig)
-    _signal_group(h.process.pid, sig)
+    signal_group(h.process.pid, sig)
 
 
 async def _wait_gone(h: ProcessHandle, timeout: float) -> bool:
@@ -516,61 +437,7 @@ def _is_init_with_default_sigterm(pid: int) -> bool:
     return not (caught | ignored) & SIGTERM_MASK
 
 
-def _open_outputs(spec: LaunchSpec) -> tuple[BinaryIO, BinaryIO]:
-    """Opens ``<sandbox>/stdout`` and ``<sandbox>/stderr`` for appending; LaunchError if not."""
-    opened: list[BinaryIO] = []
-    try:
-        for path in (spec.stdout_path, spec.stderr_path):
-            opened.append(open(path, "ab"))  # noqa: SIM115 - closed by the caller
-    except OSError as exc:
-        for f in opened:
-            f.close()
-        raise LaunchError(f"cannot open the task's output file: {exc}") from None
-    return opened[0], opened[1]
-
-
 def _own(handle: ContainerHandle) -> ProcessHandle:
     if not isinstance(handle, ProcessHandle):
         raise TypeError(f"not a process container handle: {handle!r}")
     return handle
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Returns the live (non-zombie) processes of group ``pgid``.
-
-    Reads /proc, because a zombie still answers ``kill(0)`` and an orphaned zombie may never be
-    reaped if nothing reaps orphans; falls back to ``killpg(pgid, 0)`` without /proc.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return []  # The common case: the group is gone (its leader already reaped).
-    except PermissionError:
-        pass
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").exists():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return []
-        except PermissionError:
-            pass
-        return [pgid]
-    members: list[int] = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members

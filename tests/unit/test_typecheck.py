@@ -25,7 +25,7 @@ PURE_MODULES = [
     "mensa.agent.state", "mensa.agent.events", "mensa.agent.status_updates",
     "mensa.agent.registration", "mensa.agent.tasks", "mensa.agent.sandbox", "mensa.agent.gc",
     "mensa.agent.health", "mensa.agent.containerizer.docker_config",
-    "mensa.agent.containerizer.cgroups",
+    "mensa.agent.containerizer.cgroups", "mensa.agent.containerizer.launcher",
     "mensa.frameworks.convert", "mensa.frameworks.events", "mensa.frameworks.scheduler",
 ]
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mensa.agent.containerizer import cgroups
-from mensa.agent.containerizer.process import LAUNCHER_NAME, launcher_argv, oom_message
+from mensa.agent.containerizer.launcher import LAUNCHER_NAME, launcher_argv
+from mensa.agent.containerizer.process import oom_message
 from mensa.proto.resources import Resources
 
 MB = 1024 * 1024
