@@ -11,9 +11,9 @@ Isolation, chosen once at construction (``describe()`` says which, for the agent
     from ``mem`` (see cgroups.rlimit_as_bytes); RLIMIT_NPROC is per user, not per task, so it
     is not used. Killing falls back to the task's process group. Logged once as
     ``isolation_degraded``.
-  * A PID namespace (``unshare --pid --fork --mount-proc --kill-child``) when asked for or, by
-    default, when the host allows it (probed once): the task is pid 1 with its own /proc, and
-    everything in it dies with it.
+  * A PID namespace (``unshare --pid --fork --mount-proc --kill-child``) when asked for, or with
+    ``pid_namespace=None`` (the agent's ``--pid-namespace auto``) when the host allows it (probed
+    once): the task is pid 1 with its own /proc, and everything in it dies with it.
 
 The task joins its cgroup before it executes, without ``preexec_fn`` (which disables vfork and
 is not thread safe): it is started as ``/bin/sh -c 'echo 0 > <cgroup.procs>... && exec "$@"'
