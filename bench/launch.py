@@ -147,6 +147,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most tasks launched per offer, so every agent gets work (default 100)")
     parser.add_argument("--serial", type=int, default=200,
                         help="tasks then launched one at a time, for the idle latency (default 200)")
+    parser.add_argument("--no-isolation", action="store_true",
+                        help="agents without cgroups and PID namespaces (--isolation rlimits "
+                        "--pid-namespace off), to see what isolation costs")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
 
 
@@ -160,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="mensa-bench-"))
     procs: list[ManagedProcess] = []
     try:
-        procs, address = start_cluster(root, args.agents)
+        flags = ("--isolation", "rlimits", "--pid-namespace", "off") if args.no_isolation else ()
+        procs, address = start_cluster(root, args.agents, flags)
         bench = LaunchBench(args.tasks, args.batch)
         info = mensa_pb2.FrameworkInfo(name="launch-bench", user="root")
         driver = SchedulerDriver(bench, info, address)
@@ -189,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         print("mensa bench launch")
         print(f"  conditions: {args.tasks} tasks of `true` (cpus:0.01;mem:1), {args.agents} agents, "
               f"at most {args.batch} per offer, "
+              f"{'rlimits only' if args.no_isolation else 'cgroups and PID namespaces where allowed'}, "
               f"1 standalone master, 1 SDK scheduler, all on loopback; {os.cpu_count()} cores, "
               f"Python {platform.python_version()}")
         print(f"  launch throughput (first ACCEPT -> last RUNNING): "
