@@ -24,6 +24,7 @@ is expected, is 400. Errors are ``{"error": REASON, "code": STATUS}``.
 from __future__ import annotations
 
 import codecs
+import errno
 import grp
 import json
 import os
@@ -204,6 +205,45 @@ def resolve_sandbox_path(work_dir: str, path: str) -> str:
     return real
 
 
+def open_inside(work_dir: str, real: str, *, directory: bool = False) -> int:
+    """Opens ``real`` and returns the descriptor, checking what was really opened.
+
+    Resolving a path and opening it later leaves a window in which a task can swap a directory
+    of its sandbox for a symlink, or a file for a FIFO. So the final component is opened without
+    following symlinks and without blocking, and then the open file itself is checked: it must be
+    a regular file (or a directory) whose path, as the kernel reports it, lies in the sandboxes
+    tree. Raises FilesError: 404 when missing, 400 when of the wrong kind, 403 when outside.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    if directory:
+        flags |= os.O_DIRECTORY
+    kind = "directory" if directory else "file"
+    try:
+        fd = os.open(real, flags)
+    except FileNotFoundError:
+        raise FilesError(404, f"no such {kind}") from None
+    except NotADirectoryError:
+        raise FilesError(400, "path is not a directory") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FilesError(403, "path is a symbolic link") from None
+        raise FilesError(403, f"{kind} cannot be opened: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if directory and not stat.S_ISDIR(st.st_mode):
+            raise FilesError(400, "path is not a directory")
+        if not directory and not stat.S_ISREG(st.st_mode):
+            raise FilesError(400, "path is not a regular file")
+        opened = os.readlink(f"/proc/self/fd/{fd}")
+        root = os.path.realpath(os.path.join(work_dir, SANDBOXES_DIR))
+        if os.path.commonpath([root, opened]) != root:
+            raise FilesError(403, "path is outside the agent's sandboxes")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _name(lookup: Callable[[int], Any], ident: int) -> str:
     try:
         return str(lookup(ident)[0])
@@ -250,19 +290,17 @@ def decode_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="mensa_files_replace")
 
 
-def read_chunk(real: str, offset: int, length: int) -> dict[str, Any]:
-    """Reads up to ``length`` bytes (capped at MAX_READ_BYTES) of a file from ``offset``.
+def read_chunk(fd: int, offset: int, length: int) -> dict[str, Any]:
+    """Reads up to ``length`` bytes (capped at MAX_READ_BYTES) of an open file from ``offset``.
 
     Returns Mesos's ``{"data", "offset"}``; ``offset=-1`` returns the file's size as ``offset`` and
     no data, as does an offset at or past the end. ``data`` is text (see ``decode_text``); a read
     that would end inside a UTF-8 character ends before it.
     """
-    size = os.path.getsize(real)
+    size = os.fstat(fd).st_size
     if offset == -1 or offset >= size:
         return {"data": "", "offset": size}
-    with open(real, "rb") as f:
-        f.seek(offset)
-        raw = f.read(min(length, MAX_READ_BYTES))
+    raw = os.pread(fd, min(length, MAX_READ_BYTES), offset)
     return {"data": decode_text(_complete_utf8(raw)), "offset": offset}
 
 
@@ -270,11 +308,12 @@ class _FilesHandler(_JsonHandler):
     def initialize(self, work_dir: str) -> None:
         self.work_dir = work_dir
 
-    def resolve(self) -> tuple[str, str]:
-        """Returns the requested path and its resolved real path; raises HTTPError."""
+    def open(self, *, directory: bool = False) -> tuple[str, int]:
+        """Returns the requested path and a descriptor of what it names; raises HTTPError."""
         path = self.get_query_argument("path", "")
         try:
-            return path, resolve_sandbox_path(self.work_dir, path)
+            return path, open_inside(self.work_dir, resolve_sandbox_path(self.work_dir, path),
+                                     directory=directory)
         except FilesError as exc:
             raise tornado.web.HTTPError(exc.status, reason=exc.reason) from None
 
@@ -289,22 +328,21 @@ class FilesBrowseHandler(_FilesHandler):
     """``GET /files/browse?path=DIR``: the directory's entries (not following symlinks)."""
 
     def get(self) -> None:
-        path, real = self.resolve()
-        if not os.path.exists(real):
-            raise tornado.web.HTTPError(404, reason="no such directory")
-        if not os.path.isdir(real):
-            raise tornado.web.HTTPError(400, reason="path is not a directory")
+        path, fd = self.open(directory=True)
         entries = []
         try:
-            names = sorted(os.listdir(real))
-        except OSError:
-            raise tornado.web.HTTPError(403, reason="directory cannot be read") from None
-        for name in names:
             try:
-                st = os.lstat(os.path.join(real, name))
+                names = sorted(os.listdir(fd))
             except OSError:
-                continue  # removed while listing
-            entries.append(entry_json(os.path.join(path.rstrip("/") or "/", name), st))
+                raise tornado.web.HTTPError(403, reason="directory cannot be read") from None
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError:
+                    continue  # removed while listing
+                entries.append(entry_json(os.path.join(path.rstrip("/") or "/", name), st))
+        finally:
+            os.close(fd)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(entries))
 
@@ -319,31 +357,21 @@ class FilesReadHandler(_FilesHandler):
             raise tornado.web.HTTPError(400, reason="offset must be -1 or more")
         if length < 0:
             raise tornado.web.HTTPError(400, reason="length must not be negative")
-        _, real = self.resolve()
-        if not os.path.exists(real):
-            raise tornado.web.HTTPError(404, reason="no such file")
-        if not os.path.isfile(real):
-            raise tornado.web.HTTPError(400, reason="path is not a regular file")
+        _, fd = self.open()
         try:
-            self.write_json(read_chunk(real, offset, length))
+            self.write_json(read_chunk(fd, offset, length))
         except OSError:
             raise tornado.web.HTTPError(404, reason="file cannot be read") from None
+        finally:
+            os.close(fd)
 
 
 class FilesDownloadHandler(_FilesHandler):
     """``GET /files/download?path=FILE``: the file's bytes, streamed."""
 
     async def get(self) -> None:
-        path, real = self.resolve()
-        if not os.path.exists(real):
-            raise tornado.web.HTTPError(404, reason="no such file")
-        if not os.path.isfile(real):
-            raise tornado.web.HTTPError(400, reason="path is not a regular file")
-        try:
-            f = open(real, "rb")  # noqa: SIM115 (closed below, after streaming)
-        except OSError:
-            raise tornado.web.HTTPError(404, reason="file cannot be read") from None
-        with f:
+        path, fd = self.open()
+        with os.fdopen(fd, "rb") as f:
             self.set_header("Content-Type", "application/octet-stream")
             name = "".join(c for c in os.path.basename(path) if " " <= c < "\x7f" and c not in '"\\')
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')
