@@ -80,7 +80,9 @@ async def _run(probe: Probe, exec_in: ExecIn | None) -> ProbeOutcome:
     if probe.kind == "TCP":
         return await _tcp(probe)
     if exec_in is not None:
-        code = await exec_in(probe.argv, probe.env)
+        # The program actually run is ``executable`` (with shell=false, argv[0] is only a name).
+        argv = [probe.executable or probe.argv[0], *probe.argv[1:]] if probe.argv else []
+        code = await exec_in(argv, probe.env)
         if code == 0:
             return ProbeOutcome(True)
         return ProbeOutcome(False, f"health check command exited with status {code}")

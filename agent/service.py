@@ -285,7 +285,9 @@ class AgentService:
             return LaunchFailed(*key, message=str(exc))
         self.dispatch(ContainerStarted(*key, pid=container.handle.pid))
         if container.kill_grace is not None:
-            self._spawn(containerizer.kill(container.handle, container.kill_grace))
+            # Killed while it was being launched (an image pull, say): it never ran as far as
+            # the framework knows, so it gets no grace period.
+            self._spawn(containerizer.kill(container.handle, 0.0))
         termination: Termination = await containerizer.wait(container.handle)
         return ContainerExited(
             *key,

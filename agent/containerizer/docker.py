@@ -37,6 +37,7 @@ import contextlib
 import datetime
 import math
 import os
+import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,7 @@ MIN_POLL_SECONDS = 0.05
 UNREACHABLE_LIMIT_SECONDS = 15.0
 LOG_DRAIN_SECONDS = 5.0
 MAX_CONCURRENT_LAUNCHES = 4
+EXEC_POLL_SECONDS = 0.1
 OOM_SETTLE_TRIES = 5
 OOM_SETTLE_SECONDS = 0.2
 # While a container's output stream is open its end shows there; the engine is asked less often.
@@ -236,25 +238,41 @@ class DockerContainerizer:
     ) -> int:
         """Runs ``argv`` (a COMMAND health check) inside the task's container (``docker exec``).
 
-        Returns its exit status, or 125 when the engine cannot run it. A check that outlives its
-        timeout is abandoned by the agent; the engine ends it with the container at the latest.
+        Returns its exit status, or 125 when the engine cannot run it. The exec is started
+        detached and polled, so no engine thread waits on it; when the check is cancelled (it
+        timed out) its process is killed. It sees the image's PATH, not the agent's.
         """
         h = _own(handle)
-        inside = {**env, "MESOS_SANDBOX": self.sandbox_mount}
-
-        def run() -> int:
-            client = self._connect()
-            exec_id = client.api.exec_create(h.docker_id, list(argv), environment=inside,
-                                             workdir=self.sandbox_mount)["Id"]
-            client.api.exec_start(exec_id)
-            code = client.api.exec_inspect(exec_id).get("ExitCode")
-            return 125 if code is None else int(code)
-
+        inside = {k: v for k, v in env.items() if k != "PATH"}
+        inside["MESOS_SANDBOX"] = self.sandbox_mount
+        exec_id = ""
         try:
-            return await self._call(run)
+            client = await self._call(self._connect)
+            created = await self._call(client.api.exec_create, h.docker_id, list(argv),
+                                       environment=inside, workdir=self.sandbox_mount)
+            exec_id = created["Id"]
+            await self._call(client.api.exec_start, exec_id, detach=True)
+            while True:
+                info = await self._call(client.api.exec_inspect, exec_id)
+                if not info.get("Running"):
+                    code = info.get("ExitCode")
+                    return 125 if code is None else int(code)
+                await asyncio.sleep(EXEC_POLL_SECONDS)
+        except asyncio.CancelledError:
+            if exec_id:
+                self._pool.submit(self._kill_exec, exec_id)
+            raise
         except (*_UNREACHABLE, docker.errors.DockerException) as exc:
             log.warning("docker_exec_failed", container_id=h.container_id, error=_explain(exc))
             return 125
+
+    def _kill_exec(self, exec_id: str) -> None:
+        """SIGKILLs a still running exec by its host pid (the engine runs on this host)."""
+        with contextlib.suppress(*_UNREACHABLE, docker.errors.DockerException, ProcessLookupError,
+                                 PermissionError):
+            info = self._connect().api.exec_inspect(exec_id)
+            if info.get("Running") and info.get("Pid"):
+                os.kill(int(info["Pid"]), signal.SIGKILL)
 
     def describe(self) -> dict[str, Any]:
         """Returns ``{"docker": {"socket", "version"}}`` or ``{"docker": "unreachable"}``.

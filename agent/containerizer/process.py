@@ -81,6 +81,8 @@ class ProcessHandle:
     kill_done: asyncio.Event = field(default_factory=asyncio.Event)
     killing: bool = False
     last_usage: cgroups.Usage | None = None
+    # How the task was made to run as its user (health checks run the same way).
+    setpriv: Sequence[str] = ()
 
     @property
     def pid(self) -> int | None:
@@ -179,7 +181,8 @@ class ProcessContainerizer:
     async def exec_in(
         self, handle: ContainerHandle, argv: Sequence[str], env: Mapping[str, str]
     ) -> int:
-        """Runs ``argv`` (a COMMAND health check) in the task's cgroup; returns its exit status.
+        """Runs ``argv`` (a COMMAND health check) in the task's cgroup, as the task's user;
+        returns its exit status.
 
         It runs with ``env`` (the task's) and the task's working directory, in its own process
         group, which is SIGKILLed when the check ends or is cancelled (timed out).
@@ -190,7 +193,7 @@ class ProcessContainerizer:
         procs = h.cgroup.procs_files() if h.cgroup is not None else ()
         env = dict(env)
         popen = subprocess.Popen(
-            launcher_argv(list(argv), argv[0], procs_files=procs),
+            launcher_argv(list(argv), argv[0], procs_files=procs, setpriv=h.setpriv),
             cwd=env.get("MESOS_SANDBOX") or None,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -275,7 +278,7 @@ class ProcessContainerizer:
             isolation=self.isolation,
             pid_namespace=self.pid_namespace,
         )
-        return ProcessHandle(spec.container_id, Child(popen), cgroup)
+        return ProcessHandle(spec.container_id, Child(popen), cgroup, setpriv=tuple(setpriv))
 
     def _setpriv_args(self, user: str | None) -> list[str]:
         if not user or os.geteuid() != 0:

@@ -347,3 +347,30 @@ def test_engine_refusal_is_a_launch_error(docker_c: DockerContainerizer, tmp_pat
 def test_no_mensa_containers_left_behind(dockerd: Dockerd) -> None:
     assert dockerd.remove_mensa_containers() == 0
     assert os.path.exists(dockerd.socket)
+
+
+def test_exec_in_sees_the_images_path_and_a_hung_check_is_killed(
+    docker_c: DockerContainerizer, dockerd: Dockerd, tmp_path: Path
+) -> None:
+    spec = make_spec(tmp_path, shell("sleep 60"), container_id="c-exec")
+
+    async def scenario() -> tuple[int, str, list[str]]:
+        handle = await docker_c.launch(spec)
+        try:
+            code = await docker_c.exec_in(
+                handle, ["sh", "-c", "echo $PATH > /mnt/mesos/sandbox/path"], {"PATH": "/agent/only"})
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(docker_c.exec_in(handle, ["sleep", "37"], {}), 0.5)
+            await asyncio.sleep(1.0)
+            assert isinstance(handle, DockerHandle)
+            top = dockerd.client().api.top(handle.docker_id)
+            commands = [" ".join(p[-1:]) for p in top["Processes"]]
+            return code, (tmp_path / "path").read_text().strip(), commands
+        finally:
+            await docker_c.kill(handle, 0)
+            await docker_c.wait(handle)
+
+    code, path, commands = run(scenario())
+    assert code == 0
+    assert path and path != "/agent/only"
+    assert not [c for c in commands if "sleep 37" in c], commands
