@@ -267,13 +267,15 @@ async def _containerizers(args: argparse.Namespace) -> list[Containerizer]:
 async def _collect_sandboxes(service: AgentService, policy: gc.GcPolicy, interval: float) -> None:
     """Removes finished tasks' sandboxes by age and disk pressure, every ``interval`` seconds.
 
-    Runs on the agent's loop, between events, so a sandbox being created for a launch is never
-    half-removed; the sandboxes of every task the agent still tracks are kept.
+    The sandboxes of every task the agent tracks when a pass starts are kept; the pass itself
+    runs in a thread, and only removes sandboxes that finished ``--sandbox-gc-delay`` ago (or,
+    under disk pressure, the oldest finished ones).
     """
     while True:
         await asyncio.sleep(interval)
         active = {r.sandbox for r in service.state.tasks.values() if r.sandbox}
         try:
-            gc.collect(service.config.work_dir, active, time.time(), policy)
+            # Walking and removing large sandboxes takes a while: not on the agent's loop.
+            await asyncio.to_thread(gc.collect, service.config.work_dir, active, time.time(), policy)
         except OSError as exc:
             log.warning("sandbox_gc_failed", error=str(exc))

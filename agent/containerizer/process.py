@@ -248,7 +248,12 @@ class ProcessContainerizer:
             setpriv=setpriv,
             bash=self._bash,
         )
-        stdout, stderr = open_outputs(spec)
+        try:
+            stdout, stderr = open_outputs(spec)
+        except LaunchError:
+            if cgroup is not None:
+                cgroup.try_remove()
+            raise
         try:
             popen = subprocess.Popen(
                 argv,
@@ -392,6 +397,8 @@ def _signal(h: ProcessHandle, sig: signal.Signals) -> None:
             os.kill(h.process.pid, sig)
     if h.cgroup is not None:
         h.cgroup.signal_all(sig)
+        if h.process.returncode is not None:
+            return  # The leader is reaped: its pid, hence the group id, may belong to another.
     signal_group(h.process.pid, sig)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 
 import pytest
 from mensa_cluster import Cluster, wait_until
@@ -72,3 +73,27 @@ def test_command_health_check_runs_in_the_tasks_cgroup(cluster: Cluster) -> None
     finally:
         driver.stop()
         driver.join()
+
+
+def test_a_launch_that_fails_late_leaves_no_cgroup(tmp_path: Path) -> None:
+    import asyncio
+    import uuid
+
+    from mensa.agent.containerizer.base import LaunchError, LaunchSpec
+    from mensa.agent.containerizer.process import ProcessContainerizer
+    from mensa.proto.resources import Resources
+
+    hierarchy, problems = detect("/sys/fs/cgroup")
+    if hierarchy is None:
+        pytest.skip(f"cgroups cannot be written here: {'; '.join(problems)}")
+    sandbox = tmp_path / "sb"
+    (sandbox / "stdout").mkdir(parents=True)  # The output file cannot be opened.
+    info = mensa_pb2.TaskInfo(name="t")
+    info.resources.extend(Resources.parse("cpus:0.1;mem:32").to_proto())
+    container_id = f"late-{uuid.uuid4().hex[:12]}"
+    spec = LaunchSpec(container_id=container_id, framework_id="f", task_id="t",
+                      executable="/bin/sh", argv=("/bin/sh", "-c", "true"), env={"PATH": "/bin"},
+                      sandbox=str(sandbox), task_info=info)
+    with pytest.raises(LaunchError):
+        asyncio.run(ProcessContainerizer().launch(spec))
+    assert not [p for p in Path("/sys/fs/cgroup").glob(f"*/mensa/{container_id}")]
