@@ -182,6 +182,10 @@ def show(files: AgentFiles, path: str, lines: int | None, follow: bool, poll: fl
     while follow:
         task = files.task()
         done = task is None or task.get("state") in TERMINAL_STATE_NAMES
+        size = files.read(path, -1)
+        if size is not None and size[1] < offset:
+            print(f"mensa logs: {path} was truncated; following it from its start", file=sys.stderr)
+            offset = 0
         before, offset = offset, copy(files, path, offset)
         if offset == before:
             if done:
