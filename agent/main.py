@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hostname", default=None, help="default: this machine's hostname")
     parser.add_argument("--ip", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument(
+        "--advertise-ip",
+        default=None,
+        help="the IP others reach this agent's HTTP at (default: --ip, or the hostname's address "
+        "when --ip is 0.0.0.0)",
+    )
+    parser.add_argument(
         "--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port; 0 picks a free one"
     )
     parser.add_argument(
@@ -126,6 +132,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _advertise_ip(given: str | None, bind_ip: str, hostname: str) -> str:
+    """Returns the IP to advertise: the given one, the bind address, or the hostname's address."""
+    if given:
+        return given
+    if bind_ip not in ("0.0.0.0", "", "::"):
+        return bind_ip
+    try:
+        return socket.gethostbyname(hostname)
+    except OSError:
+        return ""
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -159,9 +177,11 @@ def build_config(args: argparse.Namespace, http_port: int) -> AgentConfig:
     if not args.sandbox_gc_interval > 0:
         raise ValueError("--sandbox-gc-interval must be positive")
     retry = max(args.status_update_retry_interval, 0.001)
+    hostname = args.hostname or socket.gethostname()
     return AgentConfig(
         work_dir=work_dir,
-        hostname=args.hostname or socket.gethostname(),
+        hostname=hostname,
+        advertise_ip=_advertise_ip(args.advertise_ip, args.ip, hostname),
         resources=resources.to_proto(),
         attributes=attributes,
         http_port=http_port,

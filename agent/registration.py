@@ -95,6 +95,7 @@ def register_envelope(
     attributes: Iterable[mensa_pb2.Attribute],
     http_port: int,
     version: str,
+    advertise_ip: str = "",
     agent_id: str | None,
     tasks: Iterable[mensa_pb2.Task],
     frameworks: Iterable[mensa_pb2.FrameworkInfo],
@@ -105,7 +106,8 @@ def register_envelope(
     info.attributes.extend(attributes)
     if agent_id:
         info.id.value = agent_id
-    message = internal_pb2.RegisterAgent(agent_info=info, version=version, http_port=http_port)
+    message = internal_pb2.RegisterAgent(agent_info=info, version=version, http_port=http_port,
+                                         advertise_ip=advertise_ip)
     message.tasks.extend(tasks)
     message.frameworks.extend(frameworks)
     return internal_pb2.Envelope(register_agent=message)

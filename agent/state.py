@@ -82,6 +82,8 @@ class AgentConfig:
     resources: list[mensa_pb2.Resource] = field(default_factory=list)
     attributes: list[mensa_pb2.Attribute] = field(default_factory=list)
     http_port: int = 0
+    # The IP others reach this agent at (its HTTP endpoints); "" when unknown.
+    advertise_ip: str = ""
     version: str = "0.1.0"
     path_env: str = "/usr/local/bin:/usr/bin:/bin"
     kill_grace_seconds: float = 3.0
@@ -209,6 +211,7 @@ class AgentState:
             resources=self.config.resources,
             attributes=self.config.attributes,
             http_port=self.config.http_port,
+            advertise_ip=self.config.advertise_ip,
             version=self.config.version,
             agent_id=self.agent_id,
             tasks=tasks,

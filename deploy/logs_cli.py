@@ -89,7 +89,8 @@ def locate_task(state: dict[str, Any], task_id: str, framework_id: str | None) -
                         "with the master")
     if not agent.get("port"):
         raise LogsError(f"agent {agent_id} ({agent.get('hostname')}) serves no HTTP")
-    return TaskLocation(task_id, fw_id, agent_id, f"http://{agent['hostname']}:{agent['port']}")
+    host = agent.get("ip") or agent["hostname"]
+    return TaskLocation(task_id, fw_id, agent_id, f"http://{host}:{agent['port']}")
 
 
 class AgentFiles:

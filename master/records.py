@@ -61,6 +61,8 @@ class AgentRecord:
     total: Resources
     registered_at: float
     http_port: int = 0
+    # Where the agent's HTTP endpoints are reached (its advertised IP; else its hostname).
+    ip: str = ""
     version: str = ""
     # Liveness: pings sent and not yet answered, and when the next ping is due.
     missed_pings: int = 0

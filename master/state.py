@@ -228,6 +228,7 @@ class MasterState:
             event = "agent_readmitted" if requested_id else "agent_registered"
         agent.info.id.value = agent.agent_id
         agent.http_port = msg.http_port or info.port
+        agent.ip = msg.advertise_ip
         agent.version = msg.version
         agent.missed_pings = 0
         agent.awaiting_pong = False

@@ -84,18 +84,20 @@ class Pong(_message.Message):
     def __init__(self) -> None: ...
 
 class RegisterAgent(_message.Message):
-    __slots__ = ("agent_info", "tasks", "frameworks", "version", "http_port")
+    __slots__ = ("agent_info", "tasks", "frameworks", "version", "http_port", "advertise_ip")
     AGENT_INFO_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     FRAMEWORKS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HTTP_PORT_FIELD_NUMBER: _ClassVar[int]
+    ADVERTISE_IP_FIELD_NUMBER: _ClassVar[int]
     agent_info: _mensa_pb2.AgentInfo
     tasks: _containers.RepeatedCompositeFieldContainer[_mensa_pb2.Task]
     frameworks: _containers.RepeatedCompositeFieldContainer[_mensa_pb2.FrameworkInfo]
     version: str
     http_port: int
-    def __init__(self, agent_info: _Optional[_Union[_mensa_pb2.AgentInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_mensa_pb2.Task, _Mapping]]] = ..., frameworks: _Optional[_Iterable[_Union[_mensa_pb2.FrameworkInfo, _Mapping]]] = ..., version: _Optional[str] = ..., http_port: _Optional[int] = ...) -> None: ...
+    advertise_ip: str
+    def __init__(self, agent_info: _Optional[_Union[_mensa_pb2.AgentInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_mensa_pb2.Task, _Mapping]]] = ..., frameworks: _Optional[_Iterable[_Union[_mensa_pb2.FrameworkInfo, _Mapping]]] = ..., version: _Optional[str] = ..., http_port: _Optional[int] = ..., advertise_ip: _Optional[str] = ...) -> None: ...
 
 class AgentRegistered(_message.Message):
     __slots__ = ("agent_id", "master_info", "ping_interval_seconds", "ping_timeout_seconds")

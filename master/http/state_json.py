@@ -101,8 +101,9 @@ def agent_json(state: MasterState, agent: AgentRecord) -> dict[str, Any]:
     offered = state.offers.offered_on(agent.agent_id)
     return {
         "id": agent.agent_id,
-        "pid": f"agent@{agent.hostname}:{agent.http_port}",
+        "pid": f"agent@{agent.ip or agent.hostname}:{agent.http_port}",
         "hostname": agent.hostname,
+        "ip": agent.ip,
         "port": agent.http_port,
         "attributes": attributes_json(agent.info.attributes),
         "resources": agent.total.to_json(),

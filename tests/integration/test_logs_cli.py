@@ -59,8 +59,8 @@ class Launcher(Scheduler):
 @pytest.fixture
 def running(cluster: Cluster) -> Iterator[tuple[Cluster, list[SchedulerDriver], list[Launcher]]]:
     cluster.start_master()
-    # The master gives the CLI the agent's hostname: make it one that resolves here.
-    cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100", "--hostname", "127.0.0.1")
+    # The hostname "agent1" does not resolve: the CLI reaches the agent by its advertised IP.
+    cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100")
     cluster.wait_agents(1)
     drivers: list[SchedulerDriver] = []
     launchers: list[Launcher] = []
@@ -149,7 +149,8 @@ def test_follow_streams_a_running_task_and_exits_when_it_finishes(running: Any) 
 
 def test_an_unreachable_agent_is_reported(cluster: Cluster) -> None:
     cluster.start_master()
-    cluster.start_agent("agent1", "cpus:1;mem:256;disk:100", "--hostname", "no-such-host.invalid")
+    # It advertises a loopback address its HTTP server does not listen on.
+    cluster.start_agent("agent1", "cpus:1;mem:256;disk:100", "--advertise-ip", "127.0.0.2")
     cluster.wait_agents(1)
     drivers: list[SchedulerDriver] = []
     try:
@@ -157,7 +158,7 @@ def test_an_unreachable_agent_is_reported(cluster: Cluster) -> None:
         launcher.wait_state("hello", "TASK_FINISHED")
         out = logs(cluster, "hello")
         assert out.returncode == 1, out.stdout
-        assert "cannot reach agent" in out.stderr and "no-such-host.invalid" in out.stderr
+        assert "cannot reach agent" in out.stderr and "127.0.0.2" in out.stderr
     finally:
         for driver in drivers:
             driver.stop()
