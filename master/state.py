@@ -35,9 +35,7 @@ from mensa.master.records import (
     TaskState,
     is_terminal,
 )
-from mensa.master.validation import validate_id
 from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2
-from mensa.proto.resources import ResourceError, Resources
 
 log = structlog.get_logger(__name__)
 
@@ -157,7 +155,9 @@ class MasterState:
         if kind == "pong":
             return self._pong(event.peer, now)
         if kind == "register_agent":
-            return self._register_agent(event.peer, envelope.register_agent, now)
+            from mensa.master.agents import register_agent
+
+            return register_agent(self, event.peer, envelope.register_agent, now)
         if kind == "status_update":
             return self._status_update(event.peer, envelope.status_update, now)
         if kind == "master_info_request":
@@ -186,199 +186,6 @@ class MasterState:
 
     # -- agents ------------------------------------------------------------------------------
 
-    def _register_agent(self, peer: Peer, msg: internal_pb2.RegisterAgent, now: float) -> list[Send]:
-        info = msg.agent_info
-        if not info.hostname:
-            return [self.reject(peer, "agent_info.hostname must not be empty", refused="register_agent")]
-        try:
-            total = Resources.from_proto(info.resources)
-        except ResourceError as exc:
-            return [self.reject(peer, f"agent resources are invalid: {exc}", refused="register_agent")]
-        requested_id = info.id.value if info.HasField("id") else ""
-        if requested_id:
-            error = validate_id("agent", requested_id)
-            if error:
-                return [self.reject(peer, error, refused="register_agent")]
-            if requested_id in self.removed_agents:
-                log.warning("removed_agent_refused", agent_id=requested_id)
-                shutdown = internal_pb2.ShutdownAgent(
-                    message=f"agent {requested_id} was removed from the cluster; register anew"
-                )
-                return [Send(peer, internal_pb2.Envelope(shutdown_agent=shutdown))]
-        elif peer in self.peer_agent:
-            # A retried first registration whose reply crossed it: answer it again.
-            return [self._registered_reply(self.agents[self.peer_agent[peer]])]
-
-        sends: list[Send] = []
-        agent = self.agents.get(requested_id) if requested_id else None
-        if agent is not None:
-            sends += self._rescind_agent_offers(agent, now)
-            self.allocator.remove_agent(agent.agent_id)
-            self.peer_agent.pop(agent.peer, None)
-            agent.peer = peer
-            agent.info.CopyFrom(info)
-            agent.total = total
-            agent.reregistered_at = now
-            event = "agent_reregistered"
-        else:
-            agent_id = requested_id or self._new_id("agent")
-            agent = AgentRecord(agent_id, peer, mensa_pb2.AgentInfo(), total, registered_at=now)
-            agent.info.CopyFrom(info)
-            self.agents[agent_id] = agent
-            event = "agent_readmitted" if requested_id else "agent_registered"
-        agent.info.id.value = agent.agent_id
-        agent.http_port = msg.http_port or info.port
-        agent.ip = msg.advertise_ip
-        agent.version = msg.version
-        agent.missed_pings = 0
-        agent.awaiting_pong = False
-        agent.next_ping_at = now + self.config.agent_ping_timeout
-        self.peer_agent[peer] = agent.agent_id
-
-        sends += self._reconcile_agent_tasks(agent, msg, now)
-        allocated: dict[str, Resources] = {}
-        for framework_id, task_id in agent.tasks:
-            task = self.frameworks[framework_id].tasks[task_id]  # Live by construction.
-            if not task.released:
-                allocated[framework_id] = allocated.get(framework_id, Resources.empty()) + task.resources
-        self.allocator.add_agent(agent.agent_id, total, allocated)
-        self.allocation_pending = True
-        log.info(event, agent_id=agent.agent_id, hostname=info.hostname, resources=str(total),
-                 tasks=len(agent.tasks))
-        sends.append(self._registered_reply(agent))
-        return sends
-
-    def _registered_reply(self, agent: AgentRecord) -> Send:
-        reply = internal_pb2.AgentRegistered(
-            ping_interval_seconds=self.config.agent_ping_timeout,
-            ping_timeout_seconds=self.config.agent_silence_timeout,
-        )
-        reply.agent_id.value = agent.agent_id
-        reply.master_info.CopyFrom(self.config.master_info)
-        return Send(agent.peer, internal_pb2.Envelope(agent_registered=reply))
-
-    def _reconcile_agent_tasks(
-        self, agent: AgentRecord, msg: internal_pb2.RegisterAgent, now: float
-    ) -> list[Send]:
-        """Merges the tasks an agent reports with what the master knows of that agent.
-
-        Runs while the agent is out of the allocator (its books are rebuilt from ``agent.tasks``
-        afterwards), so only live, unreleased tasks may stay in ``agent.tasks``.
-        """
-        sends: list[Send] = []
-        infos = {f.id.value: f for f in msg.frameworks if f.HasField("id")}
-        reported: set[tuple[str, str]] = set()
-        shut_down: set[str] = set()
-        for task in msg.tasks:
-            framework_id, task_id = task.framework_id.value, task.task_id.value
-            if not framework_id or validate_id("task", task_id):
-                log.warning("reported_task_ignored", agent_id=agent.agent_id, task_id=task_id)
-                continue
-            framework = self.frameworks.get(framework_id)
-            if framework is None:
-                if framework_id in self.completed_frameworks:
-                    if framework_id not in shut_down:
-                        shut_down.add(framework_id)
-                        sd = internal_pb2.ShutdownFramework()
-                        sd.framework_id.value = framework_id
-                        sends.append(Send(agent.peer, internal_pb2.Envelope(shutdown_framework=sd)))
-                    continue
-                framework = self._recover_framework(framework_id, infos.get(framework_id), now)
-            record = framework.tasks.get(task_id)
-            done = framework.find_completed(task_id) if record is None else None
-            owner = record or done
-            if (owner is not None and owner.agent_id != agent.agent_id) or (
-                    done is not None and not is_terminal(task.state)):
-                # The master places this id elsewhere, or already told the framework it ended:
-                # the agent's copy is not the framework's task.
-                log.warning("reported_task_conflicts", agent_id=agent.agent_id, task_id=task_id,
-                            framework_id=framework_id, state=mensa_pb2.TaskState.Name(task.state))
-                if not is_terminal(task.state):
-                    sends.append(self._kill_message(agent, framework_id, task_id))
-                continue
-            if done is not None:
-                continue  # Finished and known: its last update is forwarded from `completed`.
-            key = (framework_id, task_id)
-            if record is None:
-                record = self._record_reported_task(agent, framework, task, now)
-                if is_terminal(task.state):
-                    # Ended while the master was away; its final update is still unacknowledged
-                    # and will be resent by the agent and forwarded from `completed`.
-                    record.released = True
-                    framework.complete(record)
-                    continue
-            elif not is_terminal(record.state) and is_terminal(task.state):
-                record.state = task.state
-                record.released = True
-                agent.tasks.discard(key)
-                continue
-            elif not is_terminal(record.state):
-                record.state = task.state
-            if not record.released:
-                reported.add(key)
-                agent.tasks.add(key)
-        # Tasks the master thinks run there but the agent does not report.
-        for key in list(agent.tasks - reported):
-            framework_id, task_id = key
-            owner_fw = self.frameworks.get(framework_id)
-            record = owner_fw.tasks.get(task_id) if owner_fw else None
-            if owner_fw is None or record is None:
-                agent.tasks.discard(key)
-                continue
-            if record.state == mensa_pb2.TASK_STAGING:
-                # The RunTask may have crossed the registration; sending it again is harmless.
-                run = internal_pb2.RunTask()
-                run.framework.CopyFrom(owner_fw.info)
-                run.task.CopyFrom(record.info)
-                sends.append(Send(agent.peer, internal_pb2.Envelope(run_task=run)))
-                continue
-            sends += self.transition(
-                record, mensa_pb2.TASK_LOST, now,
-                reason=mensa_pb2.TaskStatus.REASON_AGENT_RESTARTED,
-                message="task was not found on the re-registered agent",
-            )
-            owner_fw.complete(record)
-        return sends
-
-    def _record_reported_task(
-        self, agent: AgentRecord, framework: FrameworkRecord, task: mensa_pb2.Task, now: float
-    ) -> TaskRecord:
-        """Creates the master's record of a task it learns of from an agent's report."""
-        try:
-            resources = Resources.from_proto(task.resources)
-        except ResourceError:
-            resources = Resources.empty()
-        info = mensa_pb2.TaskInfo(name=task.name)
-        info.task_id.CopyFrom(task.task_id)
-        info.agent_id.value = agent.agent_id
-        info.resources.extend(task.resources)
-        record = TaskRecord(task.task_id.value, framework.framework_id, agent.agent_id, info,
-                            resources, state=task.state, launched_at=now)
-        record.statuses.extend(task.statuses)
-        framework.tasks[record.task_id] = record
-        return record
-
-    def _kill_message(self, agent: AgentRecord, framework_id: str, task_id: str) -> Send:
-        kill = internal_pb2.KillTask()
-        kill.framework_id.value = framework_id
-        kill.task_id.value = task_id
-        return Send(agent.peer, internal_pb2.Envelope(kill_task=kill))
-
-    def _recover_framework(
-        self, framework_id: str, info: mensa_pb2.FrameworkInfo | None, now: float
-    ) -> FrameworkRecord:
-        """Creates a placeholder for a framework known only from an agent's report."""
-        framework_info = mensa_pb2.FrameworkInfo(name="(recovered)")
-        if info is not None:
-            framework_info.CopyFrom(info)
-        framework_info.id.value = framework_id
-        record = FrameworkRecord(framework_id, framework_info, None, registered_at=now,
-                                 connected=False, recovered=True, last_seen=now)
-        self.frameworks[framework_id] = record
-        self.allocator.add_framework(framework_id, record.roles, active=False)
-        log.info("framework_recovered", framework_id=framework_id)
-        return record
-
     def _pong(self, peer: Peer, now: float) -> list[Send]:
         agent_id = self.peer_agent.get(peer)
         if agent_id is not None:
@@ -392,38 +199,6 @@ class MasterState:
             return []
         return [self.reject(peer, "pong from a peer that is neither a registered agent nor a "
                             "subscribed framework", code=ErrorCode.NOT_REGISTERED, refused="pong")]
-
-    def remove_agent(self, agent: AgentRecord, now: float, reason: str) -> list[Send]:
-        """Removes an agent: rescinds its offers, reports its tasks lost, tells the frameworks."""
-        log.warning("agent_removed", agent_id=agent.agent_id, hostname=agent.hostname, reason=reason)
-        self.counters.agents_removed += 1
-        sends = self._rescind_agent_offers(agent, now)
-        for framework_id, task_id in sorted(agent.tasks):
-            framework = self.frameworks.get(framework_id)
-            task = framework.tasks.get(task_id) if framework else None
-            if task is None or framework is None:
-                continue
-            state = mensa_pb2.TASK_UNREACHABLE if framework.partition_aware else mensa_pb2.TASK_LOST
-            sends += self.transition(task, state, now, reason=mensa_pb2.TaskStatus.REASON_AGENT_REMOVED,
-                                     message=f"agent {agent.agent_id} was removed: {reason}")
-            framework.complete(task)
-        agent.tasks.clear()
-        self.allocator.remove_agent(agent.agent_id)
-        del self.agents[agent.agent_id]
-        self.peer_agent.pop(agent.peer, None)
-        self.removed_agents[agent.agent_id] = now
-        while len(self.removed_agents) > MAX_REMOVED_AGENTS:
-            self.removed_agents.popitem(last=False)
-        failure = Event(type=Event.FAILURE)
-        failure.failure.agent_id.value = agent.agent_id
-        for framework in self.frameworks.values():
-            if framework.connected and framework.peer is not None:
-                sends.append(Send(framework.peer, internal_pb2.Envelope(event=failure)))
-        return sends
-
-    def _rescind_agent_offers(self, agent: AgentRecord, now: float) -> list[Send]:
-        return [s for offer in self.offers.for_agent(agent.agent_id)
-                for s in self.rescind(offer.offer_id, now)]
 
     def rescind(self, offer_id: str, now: float, refuse_seconds: float | None = None) -> list[Send]:
         """Withdraws an outstanding offer, returns its resources, tells the framework."""
@@ -533,8 +308,10 @@ class MasterState:
                 agent.missed_pings += 1
                 log.info("agent_ping_missed", agent_id=agent.agent_id, missed=agent.missed_pings)
                 if agent.missed_pings >= cfg.max_agent_ping_timeouts:
-                    sends += self.remove_agent(
-                        agent, now, f"missed {agent.missed_pings} pings of {cfg.agent_ping_timeout}s"
+                    from mensa.master.agents import remove_agent
+
+                    sends += remove_agent(
+                        self, agent, now, f"missed {agent.missed_pings} pings of {cfg.agent_ping_timeout}s"
                     )
                     continue
             agent.awaiting_pong = True
