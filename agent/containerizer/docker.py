@@ -55,6 +55,7 @@ from mensa.agent.containerizer.docker_config import (
     DEFAULT_SANDBOX_MOUNT,
     LABEL_PREFIX,
     MB,
+    NAME_PREFIX,
     ContainerConfig,
     can_run,
     container_config,
@@ -167,7 +168,14 @@ class DockerContainerizer:
                 mem_mb=(cfg.mem_limit or 0) / MB,
             )
             handle.logs_done = asyncio.get_running_loop().create_future()
-            await self._call(self._create_and_start, cfg, spec, handle)
+            creating = self._pool.submit(self._create_and_start, cfg, spec, handle)
+            try:
+                await asyncio.wrap_future(creating)
+            except asyncio.CancelledError:
+                # The agent gave up on this launch (it is stopping): once the engine has made
+                # the container, remove it, so nothing runs that nobody tracks.
+                creating.add_done_callback(lambda _f: self._remove_abandoned(spec.container_id))
+                raise
         except LaunchError:
             raise
         except docker.errors.APIError as exc:
@@ -265,6 +273,12 @@ class DockerContainerizer:
         except (*_UNREACHABLE, docker.errors.DockerException) as exc:
             log.warning("docker_exec_failed", container_id=h.container_id, error=_explain(exc))
             return 125
+
+    def _remove_abandoned(self, container_id: str) -> None:
+        """Force-removes the container of a launch that was given up on (blocking)."""
+        with contextlib.suppress(*_UNREACHABLE, docker.errors.DockerException):
+            self._connect().api.remove_container(f"{NAME_PREFIX}{container_id}", force=True)
+            log.info("docker_abandoned_container_removed", container_id=container_id)
 
     def _kill_exec(self, exec_id: str) -> None:
         """SIGKILLs a still running exec by its host pid (the engine runs on this host)."""

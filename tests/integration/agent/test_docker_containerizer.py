@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
@@ -374,3 +375,24 @@ def test_exec_in_sees_the_images_path_and_a_hung_check_is_killed(
     assert code == 0
     assert path and path != "/agent/only"
     assert not [c for c in commands if "sleep 37" in c], commands
+
+
+def test_a_launch_given_up_on_leaves_no_container(
+    docker_c: DockerContainerizer, dockerd: Dockerd, tmp_path: Path
+) -> None:
+    spec = make_spec(tmp_path, shell("sleep 60"), container_id="c-abandoned")
+
+    async def scenario() -> None:
+        launching = asyncio.ensure_future(docker_c.launch(spec))
+        await asyncio.sleep(0.05)  # The create is on its way to the engine.
+        launching.cancel()
+        with contextlib.suppress(asyncio.CancelledError, LaunchError):
+            await launching
+
+    run(scenario())
+    client = dockerd.client()
+    for _ in range(100):
+        if not client.containers.list(all=True, filters={"name": "mensa-c-abandoned"}):
+            break
+        time.sleep(0.1)
+    assert not client.containers.list(all=True, filters={"name": "mensa-c-abandoned"})
