@@ -121,9 +121,42 @@ def processes_under(root: Path) -> list[int]:
 
 
 def kill_processes_under(root: Path) -> list[int]:
-    """SIGKILLs every process working inside ``root`` (by pid); returns the pids."""
+    """SIGKILLs every process working inside ``root`` (by pid), then removes the task cgroups
+    they were in (an agent killed with SIGKILL cannot); returns the pids."""
     pids = processes_under(root)
+    cgroups = {d for pid in pids for d in _mensa_cgroups(pid)}
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while cgroups and time.monotonic() < deadline:
+        for directory in list(cgroups):
+            try:
+                directory.rmdir()
+                cgroups.discard(directory)
+            except FileNotFoundError:
+                cgroups.discard(directory)
+            except OSError:
+                pass  # Still holds a dying process.
+        if cgroups:
+            time.sleep(0.05)
     return pids
+
+
+def _mensa_cgroups(pid: int, root: Path = Path("/sys/fs/cgroup")) -> list[Path]:
+    """Returns the task cgroup directories (``.../mensa/<container_id>``) a process is in."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        _id, controllers, path = line.split(":", 2)
+        if "/mensa/" not in path:
+            continue
+        for controller in (controllers.split(",") if controllers else [""]):
+            name = controller.removeprefix("name=")
+            base = root / name if name else root
+            if base.exists():
+                found.append(base / path.lstrip("/"))
+    return found
