@@ -13,24 +13,29 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mensa.bench.launch import LaunchBench, _percentile, start_cluster, true_task
+from mensa.bench.launch import LaunchBench, percentile, start_cluster, true_task
 from mensa.deploy.dockerd import IMAGE, Dockerd, missing
 from mensa.deploy.processes import ManagedProcess, kill_processes_under
 from mensa.deploy.runtime import configure_logging
 from mensa.frameworks import SchedulerDriver
 from mensa.proto import mensa_pb2
+from mensa.proto.resources import Resources
+
+# The engine refuses memory limits under 6 MB.
+DOCKER_TASK = Resources.parse("cpus:0.01;mem:16")
 
 
 def docker_task(n: int) -> mensa_pb2.TaskInfo:
     task = true_task(n)
+    del task.resources[:]
+    task.resources.extend(DOCKER_TASK.to_proto())
     task.container.type = mensa_pb2.ContainerInfo.DOCKER
     task.container.docker.image = IMAGE
     task.container.docker.network = mensa_pb2.ContainerInfo.DockerInfo.NONE
-    # The engine refuses memory limits under 6 MB.
-    task.resources[1].scalar.value = 16
     return task
 
 
@@ -57,9 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
 
 
-def measure(address: str, name: str, args: argparse.Namespace, make_task: object,
-            ceiling: float | None = None) -> str:
-    bench = LaunchBench(args.tasks, args.batch, make_task)  # type: ignore[arg-type]
+def measure(address: str, name: str, args: argparse.Namespace,
+            make_task: Callable[[int], mensa_pb2.TaskInfo], ceiling: float | None = None) -> str:
+    bench = LaunchBench(args.tasks, args.batch, make_task)
     driver = SchedulerDriver(bench, mensa_pb2.FrameworkInfo(name=f"bench-{name}", user="root"), address)
     driver.start()
     done = bench.done.wait(args.timeout)
@@ -72,8 +77,8 @@ def measure(address: str, name: str, args: argparse.Namespace, make_task: object
     rate = len(latencies) / span
     ratio = f" ({rate / ceiling:.0%} of the engine's own {ceiling:.1f}/s)" if ceiling else ""
     return (f"  {name:8s} {len(latencies)} tasks: {rate:,.1f} tasks/s{ratio}, "
-            f"ACCEPT -> RUNNING p50 {_percentile(latencies, 0.5) * 1000:.1f} ms, "
-            f"p99 {_percentile(latencies, 0.99) * 1000:.1f} ms; failed: {bench.failed}")
+            f"ACCEPT -> RUNNING p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms; failed: {bench.failed}")
 
 
 def run(args: argparse.Namespace) -> int:

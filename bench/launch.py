@@ -76,11 +76,14 @@ class LaunchBench(Scheduler):
         for offer in offers:
             left = Resources.from_proto(offer.resources)
             tasks = []
-            while self.next < self.total and len(tasks) < self.batch and left.contains(TASK):
+            while self.next < self.total and len(tasks) < self.batch:
                 task = self.make_task(self.next)
+                need = Resources.from_proto(task.resources)
+                if not left.contains(need):
+                    break
                 task.agent_id.CopyFrom(offer.agent_id)
                 tasks.append(task)
-                left = left - TASK
+                left = left - need
                 self.next += 1
             if not tasks:
                 driver.decline_offer(offer.id, 60.0)
@@ -153,7 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -199,15 +202,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"  launch throughput (first ACCEPT -> last RUNNING): "
               f"{len(latencies) / (last_running - first):,.0f} tasks/s")
         print("  ACCEPT -> RUNNING latency under that burst (mostly queueing): "
-              f"p50 {_percentile(latencies, 0.50) * 1000:.1f} ms, "
-              f"p99 {_percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
+              f"p50 {percentile(latencies, 0.50) * 1000:.1f} ms, "
+              f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
         print(f"  all {len(bench.finished_at)} tasks FINISHED after {last_finished - first:.2f} s "
               f"({len(bench.finished_at) / (last_finished - first):,.0f} tasks/s); failed: {bench.failed}; "
               f"wall {wall:.2f} s")
         if serial.latencies:
             lat = serial.latencies
             print(f"  ACCEPT -> RUNNING latency, {len(lat)} tasks launched one at a time: "
-                  f"p50 {_percentile(lat, 0.50) * 1000:.1f} ms, p99 {_percentile(lat, 0.99) * 1000:.1f} ms")
+                  f"p50 {percentile(lat, 0.50) * 1000:.1f} ms, p99 {percentile(lat, 0.99) * 1000:.1f} ms")
         return 0 if bench.failed == 0 else 1
     finally:
         for proc in reversed(procs):
