@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mensa_cluster import Cluster
@@ -115,3 +116,15 @@ def start(cluster: Cluster, sched: Recorder, **info: Any) -> tuple[SchedulerDriv
     driver.start()
     framework_id = sched.wait(lambda e: e[0] == "registered")[1]
     return driver, framework_id
+
+
+@contextlib.contextmanager
+def running(cluster: Cluster, **info: Any) -> Iterator[tuple[Recorder, SchedulerDriver, str]]:
+    """A subscribed Recorder framework (``info``: FrameworkInfo fields), stopped afterwards."""
+    sched = Recorder()
+    driver, framework_id = start(cluster, sched, **info)
+    try:
+        yield sched, driver, framework_id
+    finally:
+        driver.stop()
+        driver.join()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from mensa_cluster import Cluster, wait_until
-from mensa_recorder import Recorder, framework_info, start, task
+from mensa_recorder import Recorder, framework_info, running, start, task
 
 from mensa.deploy.processes import ManagedProcess, mensa_argv, processes_under
 from mensa.frameworks import SchedulerDriver
@@ -29,9 +29,7 @@ def two_agents(cluster: Cluster) -> Cluster:
 
 def test_tasks_finish_fail_and_are_killed(two_agents: Cluster) -> None:
     cluster = two_agents
-    sched = Recorder()
-    driver, framework_id = start(cluster, sched)
-    try:
+    with running(cluster) as (sched, driver, framework_id):
         sched.submit(driver,
                      task("ok", 'echo "hello from $MESOS_TASK_ID on port $PORT0"',
                           "cpus:0.5;mem:64;ports:[31000-31000]"),
@@ -55,35 +53,22 @@ def test_tasks_finish_fail_and_are_killed(two_agents: Cluster) -> None:
         state = cluster.state()
         assert all(a["used_resources"]["cpus"] == 0 for a in state["agents"])
         assert state["slaves"] == state["agents"]
-    finally:
-        driver.stop()
-        driver.join()
 
 
 def test_invalid_tasks_get_errors_and_valid_ones_still_run(two_agents: Cluster) -> None:
-    sched = Recorder()
-    driver, _ = start(two_agents, sched)
-    try:
+    with running(two_agents) as (sched, driver, _):
         sched.submit(driver, task("../escape", "true"), task("fine", "true"))
         error = sched.state_of("../escape", "TASK_ERROR")
         assert "sandbox" in error[3]
         sched.state_of("fine", "TASK_FINISHED")
-    finally:
-        driver.stop()
-        driver.join()
 
 
 def test_tasks_inherit_only_stdin_stdout_and_stderr_from_the_agent(two_agents: Cluster) -> None:
-    sched = Recorder()
-    driver, _ = start(two_agents, sched)
-    try:
+    with running(two_agents) as (sched, driver, _):
         sched.submit(driver, task("fds", "ls /proc/$$/fd"))
         sched.state_of("fds", "TASK_FINISHED")
         [stdout] = list(two_agents.root.glob("agent*/**/fds/**/stdout"))
         assert stdout.read_text().split() == ["0", "1", "2"]
-    finally:
-        driver.stop()
-        driver.join()
 
 
 def test_scheduler_disconnects_and_resubscribes_keeping_its_tasks(two_agents: Cluster) -> None:
@@ -115,9 +100,7 @@ def test_scheduler_disconnects_and_resubscribes_keeping_its_tasks(two_agents: Cl
 
 def test_agent_killed_with_sigkill_has_its_tasks_lost(two_agents: Cluster) -> None:
     cluster = two_agents
-    sched = Recorder()
-    driver, _ = start(cluster, sched)
-    try:
+    with running(cluster) as (sched, driver, _):
         sched.submit(driver, task("doomed", "sleep 300"), hostname="agent1")
         sched.state_of("doomed", "TASK_RUNNING")
         agent1 = next(p for p in cluster.processes if p.name == "agent1")
@@ -130,9 +113,6 @@ def test_agent_killed_with_sigkill_has_its_tasks_lost(two_agents: Cluster) -> No
         # The cluster carries on with the agent that is left.
         sched.submit(driver, task("after", "true"))
         sched.state_of("after", "TASK_FINISHED")
-    finally:
-        driver.stop()
-        driver.join()
 
 
 def test_master_restart_agents_reregister_with_their_tasks(cluster: Cluster, tmp_path: Path) -> None:
@@ -140,9 +120,7 @@ def test_master_restart_agents_reregister_with_their_tasks(cluster: Cluster, tmp
     port = cluster.master_endpoint.split(":")[1]
     cluster.start_agent("agent1")
     cluster.wait_agents(1)
-    sched = Recorder()
-    driver, framework_id = start(cluster, sched, failover_timeout=60)
-    try:
+    with running(cluster, failover_timeout=60) as (sched, driver, framework_id):
         sched.submit(driver, task("steady", "sleep 300"))
         sched.state_of("steady", "TASK_RUNNING")
         master.kill()
@@ -155,9 +133,6 @@ def test_master_restart_agents_reregister_with_their_tasks(cluster: Cluster, tmp
                           what="task back in /state")
         driver.kill_task("steady")
         sched.state_of("steady", "TASK_KILLED")
-    finally:
-        driver.stop()
-        driver.join()
 
 
 def test_local_cluster_command_runs_the_example_and_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -181,9 +156,7 @@ def test_finished_sandboxes_are_garbage_collected_live_ones_kept(cluster: Cluste
     cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100;ports:[31000-31009]",
                         "--sandbox-gc-delay", "0", "--sandbox-gc-interval", "0.2")
     cluster.wait_agents(1)
-    sched = Recorder()
-    driver, _ = start(cluster, sched)
-    try:
+    with running(cluster) as (sched, driver, _):
         sched.submit(driver, task("brief", "echo bye"), task("steady", "sleep 300"))
         sched.state_of("brief", "TASK_FINISHED")
         sched.state_of("steady", "TASK_RUNNING")
@@ -191,16 +164,11 @@ def test_finished_sandboxes_are_garbage_collected_live_ones_kept(cluster: Cluste
         wait_until(lambda: not (executors / "brief").exists(), what="the finished sandbox removed")
         time.sleep(0.5)
         assert (executors / "steady" / "runs" / "latest" / "stdout").exists()
-    finally:
-        driver.stop()
-        driver.join()
 
 
 def test_http_health_check_reaches_the_framework_and_both_states(two_agents: Cluster) -> None:
     cluster = two_agents
-    sched = Recorder()
-    driver, framework_id = start(cluster, sched)
-    try:
+    with running(cluster) as (sched, driver, framework_id):
         web = task("web", "exec python3 -m http.server $PORT0 --bind 127.0.0.1",
                    "cpus:0.5;mem:64;ports:[31005-31005]")
         web.health_check.type = mensa_pb2.HealthCheck.HTTP
@@ -225,6 +193,3 @@ def test_http_health_check_reaches_the_framework_and_both_states(two_agents: Clu
         assert agent_task["healthy"] is True
         driver.kill_task("web")
         sched.state_of("web", "TASK_KILLED")
-    finally:
-        driver.stop()
-        driver.join()

@@ -6,24 +6,32 @@ import json
 import urllib.request
 
 from mensa_cluster import Cluster
-from mensa_recorder import Recorder, start, task
+from mensa_recorder import running, task
 
 from mensa.deploy.dockerd import IMAGE, Dockerd
 from mensa.proto import mensa_pb2
 
 
-def test_agent_runs_docker_and_process_tasks(cluster: Cluster, dockerd: Dockerd) -> None:
+def docker_agent(cluster: Cluster, dockerd: Dockerd) -> None:
+    """A master and one agent with the Docker containerizer before the process one."""
     cluster.start_master()
     cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100;ports:[31000-31009]",
                         "--containerizers", "docker,process", "--docker-socket", dockerd.socket)
     cluster.wait_agents(1)
-    sched = Recorder()
-    driver, _ = start(cluster, sched)
-    try:
-        boxed = task("boxed", 'echo "in a container, sandbox at $MESOS_SANDBOX"; exit 4')
-        boxed.container.type = mensa_pb2.ContainerInfo.DOCKER
-        boxed.container.docker.image = IMAGE
-        boxed.container.docker.network = mensa_pb2.ContainerInfo.DockerInfo.NONE
+
+
+def in_image(info: mensa_pb2.TaskInfo) -> mensa_pb2.TaskInfo:
+    """The task, to run in the test busybox image with no network."""
+    info.container.type = mensa_pb2.ContainerInfo.DOCKER
+    info.container.docker.image = IMAGE
+    info.container.docker.network = mensa_pb2.ContainerInfo.DockerInfo.NONE
+    return info
+
+
+def test_agent_runs_docker_and_process_tasks(cluster: Cluster, dockerd: Dockerd) -> None:
+    docker_agent(cluster, dockerd)
+    with running(cluster) as (sched, driver, _):
+        boxed = in_image(task("boxed", 'echo "in a container, sandbox at $MESOS_SANDBOX"; exit 4'))
         sched.submit(driver, boxed, task("plain", "echo on the host"))
         failed = sched.state_of("boxed", "TASK_FAILED")
         assert "4" in failed[3]
@@ -35,23 +43,12 @@ def test_agent_runs_docker_and_process_tasks(cluster: Cluster, dockerd: Dockerd)
             described = json.load(r)["containerizers"]
         assert [c["name"] for c in described] == ["docker", "process"]
         assert described[0]["docker"]["version"]
-    finally:
-        driver.stop()
-        driver.join()
 
 
 def test_command_health_check_runs_inside_the_container(cluster: Cluster, dockerd: Dockerd) -> None:
-    cluster.start_master()
-    cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100;ports:[31000-31009]",
-                        "--containerizers", "docker,process", "--docker-socket", dockerd.socket)
-    cluster.wait_agents(1)
-    sched = Recorder()
-    driver, _ = start(cluster, sched)
-    try:
-        boxed = task("boxed-check", "sleep 300")
-        boxed.container.type = mensa_pb2.ContainerInfo.DOCKER
-        boxed.container.docker.image = IMAGE
-        boxed.container.docker.network = mensa_pb2.ContainerInfo.DockerInfo.NONE
+    docker_agent(cluster, dockerd)
+    with running(cluster) as (sched, driver, _):
+        boxed = in_image(task("boxed-check", "sleep 300"))
         check = boxed.health_check
         check.type = mensa_pb2.HealthCheck.COMMAND
         check.command.value = "test -d /mnt/mesos/sandbox"  # only inside the container
@@ -62,6 +59,3 @@ def test_command_health_check_runs_inside_the_container(cluster: Cluster, docker
         assert healthy[5] is True, healthy
         driver.kill_task("boxed-check")
         sched.state_of("boxed-check", "TASK_KILLED")
-    finally:
-        driver.stop()
-        driver.join()

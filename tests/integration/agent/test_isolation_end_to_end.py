@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from mensa_cluster import Cluster, wait_until
-from mensa_recorder import Recorder, start, task
+from mensa_recorder import running, task
 
 from mensa.agent.containerizer.cgroups import detect
 from mensa.proto import mensa_pb2
@@ -27,9 +27,7 @@ def test_oom_is_reported_and_usage_is_shown(cluster: Cluster) -> None:
     cluster.start_master()
     cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100;ports:[31000-31009]")
     cluster.wait_agents(1)
-    sched = Recorder()
-    driver, _ = start(cluster, sched)
-    try:
+    with running(cluster) as (sched, driver, _):
         hog = task("hog", "python3 -c 'b = bytearray(300 * 1024 * 1024); print(len(b))'",
                    "cpus:0.5;mem:48")
         sched.submit(driver, hog, task("idle", "sleep 300"))
@@ -42,9 +40,6 @@ def test_oom_is_reported_and_usage_is_shown(cluster: Cluster) -> None:
         [idle] = [t for t in state["tasks"] if t["id"] == "idle"]
         assert idle["usage"]["memory_bytes"] > 0
         assert state["containerizers"][-1]["isolation"].startswith("cgroups")
-    finally:
-        driver.stop()
-        driver.join()
 
 
 def test_command_health_check_runs_in_the_tasks_cgroup(cluster: Cluster) -> None:
@@ -54,9 +49,7 @@ def test_command_health_check_runs_in_the_tasks_cgroup(cluster: Cluster) -> None
     cluster.start_master()
     cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100;ports:[31000-31009]")
     cluster.wait_agents(1)
-    sched = Recorder()
-    driver, _ = start(cluster, sched)
-    try:
+    with running(cluster) as (sched, driver, _):
         watched = task("watched", "sleep 300")
         check = watched.health_check
         check.type = mensa_pb2.HealthCheck.COMMAND
@@ -70,9 +63,6 @@ def test_command_health_check_runs_in_the_tasks_cgroup(cluster: Cluster) -> None
         state = wait_until(lambda: (s := agent_state(cluster)) and s["tasks"] and s,
                            what="the task in /state")
         assert state["tasks"][0]["healthy"] is True
-    finally:
-        driver.stop()
-        driver.join()
 
 
 def test_a_launch_that_fails_late_leaves_no_cgroup(tmp_path: Path) -> None:
