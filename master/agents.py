@@ -46,11 +46,21 @@ def register_agent(
 
     sends: list[Send] = []
     agent = state.agents.get(requested_id) if requested_id else None
+    if agent is not None and agent.peer != peer and agent.info.hostname != info.hostname \
+            and agent.missed_pings == 0:
+        # Two live agents claim one id: the one registered keeps it.
+        log.warning("agent_id_conflict", agent_id=requested_id, hostname=info.hostname,
+                    registered_hostname=agent.info.hostname)
+        return [state.reject(peer, f"agent id {requested_id} belongs to a live agent on "
+                             f"{agent.info.hostname}; an agent on {info.hostname} cannot claim it",
+                             refused="register_agent")]
     if agent is not None:
         sends += rescind_agent_offers(state, agent, now)
         state.allocator.remove_agent(agent.agent_id)
         state.peer_agent.pop(agent.peer, None)
         agent.peer = peer
+        if agent.info.hostname != info.hostname or list(agent.info.resources) != list(info.resources):
+            state.registry_dirty = True
         agent.info.CopyFrom(info)
         agent.total = total
         agent.reregistered_at = now
@@ -60,7 +70,19 @@ def register_agent(
         agent = AgentRecord(agent_id, peer, mensa_pb2.AgentInfo(), total, registered_at=now)
         agent.info.CopyFrom(info)
         state.agents[agent_id] = agent
-        event = "agent_readmitted" if requested_id else "agent_registered"
+        if not requested_id:
+            event = "agent_registered"
+            state.registry_dirty = True
+        elif state.recovering_agents.pop(requested_id, None) is not None:
+            event = "agent_reregistered"  # known from the registry: re-registered after failover
+            agent.reregistered_at = now
+        elif state.unreachable_agents.pop(requested_id, None) is not None:
+            event = "agent_reregistered_after_unreachable"
+            agent.reregistered_at = now
+            state.registry_dirty = True
+        else:
+            event = "agent_readmitted"  # unknown to the registry (it was lost or reset)
+            state.registry_dirty = True
     agent.info.id.value = agent.agent_id
     agent.http_port = msg.http_port or info.port
     agent.ip = msg.advertise_ip
@@ -123,6 +145,12 @@ def reconcile_agent_tasks(
             framework = recover_framework(state, framework_id, infos.get(framework_id), now)
         record = framework.tasks.get(task_id)
         done = framework.find_completed(task_id) if record is None else None
+        if (done is not None and done.agent_id == agent.agent_id
+                and done.state == mensa_pb2.TASK_UNREACHABLE and not is_terminal(task.state)):
+            # Its agent was unreachable and is back: a partition-aware framework gets it again.
+            sends += revive_task(state, agent, framework, done, task, now)
+            reported.add((framework_id, task_id))
+            continue
         owner = record or done
         if (owner is not None and owner.agent_id != agent.agent_id) or (
                 done is not None and not is_terminal(task.state)):
@@ -218,11 +246,13 @@ def recover_framework(
     log.info("framework_recovered", framework_id=framework_id)
     return record
 
-def remove_agent(
+def mark_unreachable(
     state: MasterState, agent: AgentRecord, now: float, reason: str
 ) -> list[Send]:
-    """Removes an agent: rescinds its offers, reports its tasks lost, tells the frameworks."""
-    log.warning("agent_removed", agent_id=agent.agent_id, hostname=agent.hostname, reason=reason)
+    """Marks a silent agent unreachable: rescinds its offers, reports its tasks UNREACHABLE
+    (partition-aware frameworks) or LOST, tells every framework. It may come back (readmitted;
+    see ``reconcile_agent_tasks``)."""
+    log.warning("agent_unreachable", agent_id=agent.agent_id, hostname=agent.hostname, reason=reason)
     state.counters.agents_removed += 1
     sends = rescind_agent_offers(state, agent, now)
     for framework_id, task_id in sorted(agent.tasks):
@@ -232,21 +262,60 @@ def remove_agent(
             continue
         lost = mensa_pb2.TASK_UNREACHABLE if framework.partition_aware else mensa_pb2.TASK_LOST
         sends += state.transition(task, lost, now, reason=mensa_pb2.TaskStatus.REASON_AGENT_REMOVED,
-                                 message=f"agent {agent.agent_id} was removed: {reason}")
+                                 message=f"agent {agent.agent_id} is unreachable: {reason}")
         framework.complete(task)
     agent.tasks.clear()
     state.allocator.remove_agent(agent.agent_id)
     del state.agents[agent.agent_id]
     state.peer_agent.pop(agent.peer, None)
-    state.removed_agents[agent.agent_id] = now
-    while len(state.removed_agents) > MAX_REMOVED_AGENTS:
-        state.removed_agents.popitem(last=False)
-    failure = Event(type=Event.FAILURE)
-    failure.failure.agent_id.value = agent.agent_id
-    for framework in state.frameworks.values():
-        if framework.connected and framework.peer is not None:
-            sends.append(Send(framework.peer, internal_pb2.Envelope(event=failure)))
+    remember_unreachable(state, agent.agent_id, agent.info, now)
+    return sends + agent_lost_events(state, agent.agent_id)
+
+
+def recovery_timed_out(state: MasterState, now: float) -> list[Send]:
+    """Marks unreachable every agent of the registry that did not re-register in time."""
+    sends: list[Send] = []
+    for agent_id, entry in sorted(state.recovering_agents.items()):
+        log.warning("agent_not_reregistered", agent_id=agent_id, hostname=entry.info.hostname,
+                    timeout=state.config.agent_reregister_timeout)
+        remember_unreachable(state, agent_id, entry.info, now)
+        sends += agent_lost_events(state, agent_id)
+    state.recovering_agents.clear()
     return sends
+
+
+def remember_unreachable(state: MasterState, agent_id: str, info: mensa_pb2.AgentInfo, now: float) -> None:
+    state.unreachable_agents[agent_id] = (now, info)
+    while len(state.unreachable_agents) > MAX_REMOVED_AGENTS:
+        state.unreachable_agents.popitem(last=False)
+    state.registry_dirty = True
+
+
+def agent_lost_events(state: MasterState, agent_id: str) -> list[Send]:
+    """A FAILURE event about ``agent_id`` for every connected framework."""
+    failure = Event(type=Event.FAILURE)
+    failure.failure.agent_id.value = agent_id
+    return [Send(framework.peer, internal_pb2.Envelope(event=failure))
+            for framework in state.frameworks.values()
+            if framework.connected and framework.peer is not None]
+
+
+def revive_task(
+    state: MasterState, agent: AgentRecord, framework: FrameworkRecord, done: TaskRecord,
+    reported: mensa_pb2.Task, now: float
+) -> list[Send]:
+    """Brings back a task that was UNREACHABLE now that its agent re-registered with it."""
+    framework.uncomplete(done.task_id)
+    done.released = False
+    done.terminal_uuid = None
+    framework.tasks[done.task_id] = done
+    agent.tasks.add((framework.framework_id, done.task_id))
+    log.info("task_reachable_again", framework_id=framework.framework_id, task_id=done.task_id,
+             agent_id=agent.agent_id, state=mensa_pb2.TaskState.Name(reported.state))
+    return state.transition(done, reported.state, now,
+                            reason=mensa_pb2.TaskStatus.REASON_AGENT_REREGISTERED,
+                            message=f"agent {agent.agent_id} re-registered")
+
 
 def rescind_agent_offers(
     state: MasterState, agent: AgentRecord, now: float

@@ -112,6 +112,7 @@ def subscribe(state: MasterState, peer: Peer, call: scheduler_pb2.Call, now: flo
     framework.last_seen = now
     framework.next_heartbeat_at = now + state.config.heartbeat_interval
     state.peer_framework[peer] = framework.framework_id
+    state.registry_dirty = True  # a new framework, or a re-subscription that may change its info
     if len(call.subscribe.suppressed_roles):
         state.allocator.suppress(framework.framework_id, list(call.subscribe.suppressed_roles))
     state.allocation_pending = True
@@ -175,6 +176,8 @@ def remove_framework(
     framework.connected = False
     framework.peer = None
     state.completed_frameworks[framework_id] = framework
+    framework.disconnected_at = now
+    state.registry_dirty = True
     while len(state.completed_frameworks) > MAX_COMPLETED_FRAMEWORKS:
         state.completed_frameworks.popitem(last=False)
     state.allocation_pending = True
@@ -427,22 +430,30 @@ def reconcile(
             sends += _update(framework, _reconciled(known, now))
             continue
         agent_id = item.agent_id.value
-        if state.recovering(now) and (not agent_id or agent_id not in state.agents):
-            # Its agent may not have re-registered with this new master yet: no answer (as
-            # Mesos does for agents it is recovering); the framework asks again later.
+        if agent_id in state.recovering_agents or (not agent_id and state.recovering(now)):
+            # Its agent has not re-registered with this new master yet: no answer (as Mesos
+            # does while it recovers agents); the framework asks again later.
             log.info("reconciliation_deferred", framework_id=framework.framework_id, task_id=task_id)
             continue
-        if not framework.partition_aware:
-            state_ = mensa_pb2.TASK_LOST
-        elif agent_id and agent_id in state.agents:
-            state_ = mensa_pb2.TASK_GONE
-        else:
-            state_ = mensa_pb2.TASK_UNKNOWN
+        state_ = _unknown_task_state(state, framework, agent_id)
         sends += _update(framework, master_status(task_id, state_, now,
                                                   reason=Status.REASON_RECONCILIATION,
                                                   message="task is unknown to the master",
                                                   agent_id=agent_id or None))
     return sends
+
+
+def _unknown_task_state(state: MasterState, framework: FrameworkRecord, agent_id: str) -> TaskState:
+    """What the master answers for a task it does not know, by what it knows of the agent (the
+    Mesos table): LOST for frameworks that are not partition-aware; else UNREACHABLE on an
+    unreachable agent, GONE on a registered or removed one, UNKNOWN otherwise."""
+    if not framework.partition_aware:
+        return mensa_pb2.TASK_LOST
+    if agent_id and agent_id in state.unreachable_agents:
+        return mensa_pb2.TASK_UNREACHABLE
+    if agent_id and (agent_id in state.agents or agent_id in state.removed_agents):
+        return mensa_pb2.TASK_GONE
+    return mensa_pb2.TASK_UNKNOWN
 
 
 def _reconciled(task: TaskRecord, now: float) -> mensa_pb2.TaskStatus:

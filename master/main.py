@@ -9,6 +9,7 @@ from pathlib import Path
 from mensa.deploy.runtime import configure_logging
 from mensa.master.service import MasterOptions, serve
 from mensa.proto.transport import DEFAULT_MAX_MESSAGE_BYTES
+from mensa.proto.zk import ZkUriError, parse_zk_uri
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,13 +32,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds after which an unanswered offer is rescinded (default: never)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
                         help="largest message accepted on the ZeroMQ socket")
+    parser.add_argument("--zk", metavar="zk://HOST:PORT,.../PATH",
+                        help="contend for leadership through ZooKeeper and keep the registry there "
+                        "(default: a standalone master, registry in --work-dir)")
+    parser.add_argument("--zk-session-timeout", type=float, default=10.0,
+                        help="ZooKeeper session timeout in seconds; a leader that loses its session "
+                        "stops leading, and a standby takes over after at most this long")
+    parser.add_argument("--agent-reregister-timeout", type=float, default=600.0,
+                        help="seconds after election within which agents known from the registry must "
+                        "re-register before they are marked unreachable (Mesos's default: 10 minutes)")
 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_format, args.log_level, component="master")
-    for name in ("allocation_interval", "agent_ping_timeout", "framework_heartbeat_interval"):
+    for name in ("allocation_interval", "agent_ping_timeout", "framework_heartbeat_interval",
+                 "zk_session_timeout", "agent_reregister_timeout"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"--{name.replace('_', '-')} must be positive")
+    if args.zk:
+        try:
+            parse_zk_uri(args.zk)
+        except ZkUriError as exc:
+            raise SystemExit(f"--zk: {exc}") from None
     Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     opts = MasterOptions(
         work_dir=args.work_dir,
@@ -52,5 +68,8 @@ def run(args: argparse.Namespace) -> int:
         framework_heartbeat_interval=args.framework_heartbeat_interval,
         offer_timeout=args.offer_timeout,
         max_message_bytes=args.max_message_bytes,
+        zk=args.zk,
+        zk_session_timeout=args.zk_session_timeout,
+        agent_reregister_timeout=args.agent_reregister_timeout,
     )
     return asyncio.run(serve(opts))

@@ -117,6 +117,15 @@ class FrameworkRecord:
         self.completed.append(task)
         self.completed_ids.add(task.task_id)
 
+    def uncomplete(self, task_id: str) -> None:
+        """Forgets a completed task (it turned out to be alive after all)."""
+        if task_id not in self.completed_ids:
+            return
+        self.completed_ids.discard(task_id)
+        for task in list(self.completed):
+            if task.task_id == task_id:
+                self.completed.remove(task)
+
     def find_completed(self, task_id: str) -> TaskRecord | None:
         if task_id not in self.completed_ids:
             return None

@@ -1,28 +1,42 @@
-"""The master's I/O shell: the ZeroMQ ROUTER loop, timers, and the HTTP server.
+"""The master's I/O shell: the ZeroMQ ROUTER loop, timers, leadership, and the HTTP server.
 
 It reads messages in batches, feeds them to the pure ``MasterState``, runs an allocation pass
-after each batch when resources changed (and on the allocation interval), and sends what the state
-returns. Everything it decides is decided in ``state.py``/``calls.py``; this file only moves bytes.
+after each batch when resources changed (and on the allocation interval), persists the registry
+when the batch changed it, and only then sends what the state returned (so nobody hears of an
+agent id or framework id a successor would not know). Everything it decides is decided in
+``state.py``/``calls.py``; this file only moves bytes.
+
+Leadership: without ``--zk`` the master leads from the start, its registry in
+``<work-dir>/registry``. With ``--zk`` it contends (``election.Contender``); while it does not
+lead (standby, electing, or its ZooKeeper connection in doubt) it keeps no state and answers
+every ZeroMQ message with NOT_LEADER naming the leader when known, and its HTTP endpoints
+redirect (``http/server.py``). On election it reads the registry from ZooKeeper and starts a
+fresh ``MasterState`` from it; agents and frameworks re-register and re-subscribe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import signal
 import socket
 import struct
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 import zmq
 import zmq.asyncio
 
 from mensa.deploy.runtime import write_endpoints
+from mensa.master import registry
+from mensa.master.election import Contender, Leadership
 from mensa.master.http.server import start_http
 from mensa.master.state import MasterConfig, MasterState, PeerUnreachable, Received, Send
+from mensa.master.stores import FileStore, RegistryConflict, RegistryStore, RegistryUnavailable
 from mensa.proto import internal_pb2, mensa_pb2
 from mensa.proto.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -32,6 +46,7 @@ from mensa.proto.transport import (
     encode,
     error_envelope,
 )
+from mensa.proto.zk import parse_zk_uri
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +71,9 @@ class MasterOptions:
     framework_heartbeat_interval: float = 15.0
     offer_timeout: float | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    zk: str | None = None
+    zk_session_timeout: float = 10.0
+    agent_reregister_timeout: float = 600.0
 
 
 def _master_info(opts: MasterOptions, zmq_port: int, http_port: int) -> mensa_pb2.MasterInfo:
@@ -91,29 +109,59 @@ class MasterService:
         # Sends go through a synchronous shadow of the same socket: a ROUTER never blocks on send.
         self.out = zmq.Socket.shadow(self.sock.underlying)
         self.http_server, self.http_port = start_http(self, opts.ip, opts.http_port)
-        info = _master_info(opts, self.zmq_port, self.http_port)
-        self.state = MasterState(MasterConfig(
-            master_info=info,
-            agent_ping_timeout=opts.agent_ping_timeout,
-            max_agent_ping_timeouts=opts.max_agent_ping_timeouts,
-            heartbeat_interval=opts.framework_heartbeat_interval,
-            offer_timeout=opts.offer_timeout,
-            started_at=time.time(),
-        ))
+        self.info = _master_info(opts, self.zmq_port, self.http_port)
+        # Set while this master leads (and is not paused); None otherwise.
+        self.state: MasterState | None = None
+        # "standby", "electing" (reading the registry), "leading", or "paused" (leading, but the
+        # ZooKeeper connection is in doubt).
+        self.role = "standby"
+        self.leader: mensa_pb2.MasterInfo | None = None
         self.started_at = time.time()
-        self.elected_at = self.started_at
+        self.elected_at: float | None = None
+        self.exit_code = 0
         self._stopping = asyncio.Event()
-        self._unreachable: list[bytes] = []
-        self.log = log.bind(master_id=info.id)
+        self._lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._term = 0
+        self._election: asyncio.Future[None] | None = None
+        self._registry_version = 0
+        self._revision = 0
+        self.contender: Contender | None = None
+        self.store: RegistryStore
+        if opts.zk:
+            self.contender = Contender(parse_zk_uri(opts.zk), opts.zk_session_timeout,
+                                       self._new_info, self._leadership_threadsafe)
+            self.store = self.contender
+        else:
+            self.store = FileStore(os.path.join(opts.work_dir, "registry"))
+        self.log = log.bind(master_id=self.info.id)
+
+    @property
+    def master_id(self) -> str:
+        """The id this master contends (or leads) with."""
+        if self.contender is not None and self.contender.info is not None:
+            return self.contender.info.id
+        return self.info.id
+
+    @property
+    def leading(self) -> bool:
+        return self.role == "leading" and self.state is not None
 
     async def run(self) -> None:
-        info = self.state.config.master_info
+        self._loop = asyncio.get_running_loop()
         write_endpoints(self.opts.work_dir, zmq_port=self.zmq_port, http_port=self.http_port,
-                        master_id=info.id, zmq_endpoint=info.zmq_endpoint)
+                        master_id=self.info.id, zmq_endpoint=self.info.zmq_endpoint)
         self.log.info("master_started", zmq_port=self.zmq_port, http_port=self.http_port,
-                      zmq_endpoint=info.zmq_endpoint, work_dir=self.opts.work_dir)
+                      zmq_endpoint=self.info.zmq_endpoint, work_dir=self.opts.work_dir,
+                      zk=self.opts.zk)
         tasks = [asyncio.ensure_future(self._receive_loop()), asyncio.ensure_future(self._timer_loop())]
+        if self.contender is not None:
+            self.contender.start()
+        else:
+            await self._become_leader(self._term)
         await self._stopping.wait()
+        if self.contender is not None:
+            self.contender.stop()  # our znode goes now: a standby takes over without waiting
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -122,31 +170,171 @@ class MasterService:
         self.ctx.term()
         self.log.info("master_stopped")
 
-    def stop(self) -> None:
+    def stop(self, exit_code: int = 0) -> None:
+        self.exit_code = self.exit_code or exit_code
         self._stopping.set()
+
+    # -- leadership --------------------------------------------------------------------------
+
+    def _new_info(self) -> mensa_pb2.MasterInfo:
+        """A MasterInfo with a fresh id for a new znode (ids this master hands out start with
+        it, so a new term never reuses an id of an earlier one)."""
+        info = mensa_pb2.MasterInfo()
+        info.CopyFrom(self.info)
+        info.id = str(uuid.uuid4())
+        return info
+
+    def _leadership_threadsafe(self, leadership: Leadership) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._on_leadership, leadership)
+
+    def _on_leadership(self, leadership: Leadership) -> None:
+        self.leader = leadership.leader
+        role = self.role
+        if leadership.leading:
+            if role == "paused":
+                self.role = "leading"
+                self.log.info("leadership_resumed")
+            elif role == "standby":
+                self._term += 1
+                self.role = "electing"
+                self._election = asyncio.ensure_future(self._become_leader(self._term))
+            return
+        if role == "leading" and leadership.suspended:
+            self.role = "paused"
+            self.log.warning("leadership_paused", reason="ZooKeeper connection lost")
+        elif role in ("leading", "paused", "electing"):
+            self._step_down("session expired" if leadership.lost else "another master leads")
+
+    async def _become_leader(self, term: int) -> None:
+        """Reads the registry and starts leading with a fresh state seeded from it."""
+        self.role = "electing"
+        try:
+            data, version = await self._registry_call(self.store.load)
+        except (RegistryUnavailable, TimeoutError) as exc:
+            self.log.error("registry_unreadable", error=str(exc))
+            self._step_down("registry unreadable", fatal=True)
+            return
+        if term != self._term or self.role != "electing":
+            return  # leadership changed while reading
+        try:
+            saved = registry.decode(data)
+        except ValueError as exc:
+            aside = self.store.set_aside(f"corrupt-{int(time.time())}") \
+                if isinstance(self.store, FileStore) else None
+            self.log.error("registry_corrupt", error=str(exc), moved_to=str(aside) if aside else None,
+                           consequence="starting from an empty registry")
+            saved = registry.Registry()
+        now = time.time()
+        info = self.contender.info if self.contender is not None and self.contender.info else self.info
+        state = MasterState(MasterConfig(
+            master_info=info,
+            agent_ping_timeout=self.opts.agent_ping_timeout,
+            max_agent_ping_timeouts=self.opts.max_agent_ping_timeouts,
+            heartbeat_interval=self.opts.framework_heartbeat_interval,
+            offer_timeout=self.opts.offer_timeout,
+            started_at=now,
+            agent_reregister_timeout=self.opts.agent_reregister_timeout,
+        ))
+        registry.restore(state, saved, now)
+        self._registry_version = version
+        self._revision = saved.revision
+        self.state = state
+        self.role = "leading"
+        self.elected_at = now
+        self.leader = info
+        self.log = log.bind(master_id=info.id)
+        self.log.info("leader_elected", recovering_agents=len(state.recovering_agents),
+                      frameworks=len(state.frameworks), registry_revision=saved.revision)
+
+    def _step_down(self, reason: str, *, fatal: bool = False) -> None:
+        """Stops acting as leader at once: the state is dropped (agents and frameworks
+        re-register with whoever leads next). Fatal for a standalone master."""
+        was = self.role
+        self.state = None
+        self.role = "standby"
+        self.elected_at = None
+        self.log.warning("leadership_lost", reason=reason, was=was)
+        if self.contender is None or fatal:
+            self.log.error("master_exiting", reason=reason)
+            self.stop(exit_code=1)
+
+    async def _registry_call(self, fn: Any, *args: Any) -> Any:
+        if isinstance(self.store, FileStore):
+            return fn(*args)
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.run_in_executor(None, fn, *args),
+                                      self.opts.zk_session_timeout)
+
+    async def _commit(self, state: MasterState, sends: list[Send], now: float) -> None:
+        """Persists the registry if ``state`` changed it, then sends; steps down if it cannot."""
+        if state.registry_dirty:
+            state.registry_dirty = False
+            self._revision += 1
+            data = registry.encode(registry.snapshot(state, self._revision))
+            try:
+                self._registry_version = await self._registry_call(
+                    self.store.store, data, self._registry_version)
+            except (RegistryConflict, RegistryUnavailable, TimeoutError) as exc:
+                self.log.error("registry_write_failed", error=str(exc) or type(exc).__name__,
+                               dropped_messages=len(sends))
+                if self.state is state:
+                    self._step_down("registry write failed", fatal=not isinstance(exc, RegistryConflict)
+                                    and self.contender is None)
+                return
+        if self.state is state:
+            self._send_all(state, sends, now)
+
+    def _not_leader(self, peer: bytes, envelope: internal_pb2.Envelope | None) -> Send:
+        """The answer of a master that does not lead (or cannot, right now)."""
+        kind = envelope.WhichOneof("message") if envelope is not None else None
+        known = self.leader if self.leader is not None and self.role == "standby" else None
+        if kind == "master_info_request":
+            reply = internal_pb2.MasterInfoResponse(leading=False)
+            reply.master_info.CopyFrom(self.info)
+            if known is not None:
+                reply.leader.CopyFrom(known)
+            return Send(peer, internal_pb2.Envelope(master_info_response=reply))
+        err = internal_pb2.Error(code=internal_pb2.Error.NOT_LEADER, refused=str(kind or ""))
+        if known is not None:
+            err.leader.CopyFrom(known)
+            err.message = f"this master does not lead; the leader is at {known.zmq_endpoint}"
+        elif self.role == "paused":
+            err.message = "this master's ZooKeeper connection is down; ask again shortly"
+        else:
+            err.message = "this master does not lead and no leader is known yet; ask again shortly"
+        return Send(peer, internal_pb2.Envelope(error=err))
 
     # -- receiving ---------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
         while True:
-            frames = await self.sock.recv_multipart(copy=True)
-            now = time.time()
-            sends = self._on_frames(frames, now)
-            # Drain what is already queued, then allocate once for the whole batch.
+            first = await self.sock.recv_multipart(copy=True)
+            batch = [first]
+            # Drain what is already queued, then allocate and persist once for the whole batch.
             for _ in range(BATCH):
                 try:
-                    frames = self.out.recv_multipart(flags=zmq.NOBLOCK)
+                    batch.append(self.out.recv_multipart(flags=zmq.NOBLOCK))
                 except zmq.Again:
                     break
-                sends += self._on_frames(frames, now)
-            try:
-                if self.state.allocation_pending:
-                    sends += self.state.allocate(now)
-                self._send_all(sends, now)
-            except Exception:  # The loop must outlive a bug; the next batch starts afresh.
-                self.log.exception("batch_failed", messages=len(sends))
+            async with self._lock:
+                now = time.time()
+                state = self.state if self.leading else None
+                sends: list[Send] = []
+                try:
+                    for frames in batch:
+                        sends += self._on_frames(state, frames, now)
+                    if state is None:
+                        self._send_all(None, sends, now)
+                        continue
+                    if state.allocation_pending:
+                        sends += state.allocate(now)
+                    await self._commit(state, sends, now)
+                except Exception:  # The loop must outlive a bug; the next batch starts afresh.
+                    self.log.exception("batch_failed", messages=len(sends))
 
-    def _on_frames(self, frames: list[bytes], now: float) -> list[Send]:
+    def _on_frames(self, state: MasterState | None, frames: list[bytes], now: float) -> list[Send]:
         peer = frames[0]
         if len(frames) != 2:
             return [Send(peer, error_envelope(f"expected one frame per message, got {len(frames) - 1}"))]
@@ -155,11 +343,14 @@ class MasterService:
         except TransportError as exc:
             code = (internal_pb2.Error.TOO_LARGE if "exceeds the limit" in str(exc)
                     else internal_pb2.Error.BAD_REQUEST)
-            self.state.counters.invalid_messages += 1
+            if state is not None:
+                state.counters.invalid_messages += 1
             self.log.warning("message_undecodable", reason=str(exc), bytes=len(frames[1]))
             return [Send(peer, error_envelope(str(exc), code))]
+        if state is None:
+            return [self._not_leader(peer, envelope)]
         try:
-            return self.state.handle(Received(peer, envelope), now)
+            return state.handle(Received(peer, envelope), now)
         except Exception:  # A bug must not take the master down; the sender hears of it.
             self.log.exception("message_handling_failed", kind=envelope.WhichOneof("message"))
             return [Send(peer, error_envelope("internal error while handling the message",
@@ -171,19 +362,25 @@ class MasterService:
         next_allocation = time.time() + self.opts.allocation_interval
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            now = time.time()
-            try:
-                sends = self.state.tick(now)
-                if now >= next_allocation or self.state.allocation_pending:
-                    next_allocation = now + self.opts.allocation_interval
-                    sends += self.state.allocate(now)
-                self._send_all(sends, now)
-            except Exception:
-                self.log.exception("timer_failed")
+            if not self.leading:
+                continue
+            async with self._lock:
+                state = self.state
+                if state is None or not self.leading:
+                    continue
+                now = time.time()
+                try:
+                    sends = state.tick(now)
+                    if now >= next_allocation or state.allocation_pending:
+                        next_allocation = now + self.opts.allocation_interval
+                        sends += state.allocate(now)
+                    await self._commit(state, sends, now)
+                except Exception:
+                    self.log.exception("timer_failed")
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _send_all(self, sends: list[Send], now: float) -> None:
+    def _send_all(self, state: MasterState | None, sends: list[Send], now: float) -> None:
         while sends:
             unreachable: list[bytes] = []
             for send in sends:
@@ -200,16 +397,18 @@ class MasterService:
                     else:
                         self.log.warning("send_failed", peer=peer.hex(), error=str(exc))
             sends = []
+            if state is None:
+                return
             for peer in dict.fromkeys(unreachable):
                 self.log.info("peer_unreachable", peer=peer.hex())
-                sends += self.state.handle(PeerUnreachable(peer), now)
+                sends += state.handle(PeerUnreachable(peer), now)
 
 
 async def serve(opts: MasterOptions) -> int:
-    """Runs a master until SIGINT/SIGTERM."""
+    """Runs a master until SIGINT/SIGTERM (exit status 1 when it had to give up leading)."""
     service = MasterService(opts)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, service.stop)
     await service.run()
-    return 0
+    return service.exit_code

@@ -78,9 +78,11 @@ class MasterConfig:
     # A framework silent for this many heartbeat intervals is considered disconnected.
     framework_silence_intervals: float = 3.0
     offer_timeout: float | None = None
-    # When this master started; until `recovery_window` has passed, agents of a previous master
-    # may still be re-registering.
+    # When this master was elected (or started, standalone): agents known from the registry have
+    # until `started_at + agent_reregister_timeout` to re-register before they are marked
+    # unreachable, and recovered frameworks that long plus their failover timeout to re-subscribe.
     started_at: float = 0.0
+    agent_reregister_timeout: float = 600.0
 
     @property
     def agent_silence_timeout(self) -> float:
@@ -89,8 +91,8 @@ class MasterConfig:
 
     @property
     def recovery_window(self) -> float:
-        """Seconds within which every agent notices a new master and re-registers."""
-        return self.agent_silence_timeout
+        """Seconds after election within which agents of the previous leader re-register."""
+        return self.agent_reregister_timeout
 
 
 @dataclass(slots=True)
@@ -121,6 +123,13 @@ class MasterState:
         self.frameworks: dict[str, FrameworkRecord] = {}
         self.completed_frameworks: OrderedDict[str, FrameworkRecord] = OrderedDict()
         self.removed_agents: OrderedDict[str, float] = OrderedDict()
+        # From the registry: admitted agents that have not re-registered with this master yet.
+        self.recovering_agents: dict[str, internal_pb2.Registry.Agent] = {}
+        # Agents marked unreachable (missed pings, or never re-registered): since when, and their
+        # info. They may come back and are readmitted.
+        self.unreachable_agents: OrderedDict[str, tuple[float, mensa_pb2.AgentInfo]] = OrderedDict()
+        # Set when something the registry holds changed; the shell persists before it sends.
+        self.registry_dirty = False
         self.peer_agent: dict[Peer, str] = {}
         self.peer_framework: dict[Peer, str] = {}
         self.counters = Counters()
@@ -128,8 +137,8 @@ class MasterState:
         self._next = {"framework": 0, "agent": 0, "offer": 0}
 
     def recovering(self, now: float) -> bool:
-        """True while agents of a previous master may still be re-registering."""
-        return now < self.config.started_at + self.config.recovery_window
+        """True while agents known from the registry have still to re-register."""
+        return bool(self.recovering_agents)
 
     # -- ids ---------------------------------------------------------------------------------
 
@@ -308,9 +317,9 @@ class MasterState:
                 agent.missed_pings += 1
                 log.info("agent_ping_missed", agent_id=agent.agent_id, missed=agent.missed_pings)
                 if agent.missed_pings >= cfg.max_agent_ping_timeouts:
-                    from mensa.master.agents import remove_agent
+                    from mensa.master.agents import mark_unreachable
 
-                    sends += remove_agent(
+                    sends += mark_unreachable(
                         self, agent, now, f"missed {agent.missed_pings} pings of {cfg.agent_ping_timeout}s"
                     )
                     continue
@@ -318,6 +327,10 @@ class MasterState:
             agent.next_ping_at = now + cfg.agent_ping_timeout
             ping = internal_pb2.Ping(timeout_seconds=cfg.agent_silence_timeout)
             sends.append(Send(agent.peer, internal_pb2.Envelope(ping=ping)))
+        if self.recovering_agents and now >= cfg.started_at + cfg.agent_reregister_timeout:
+            from mensa.master.agents import recovery_timed_out
+
+            sends += recovery_timed_out(self, now)
         silence = cfg.heartbeat_interval * cfg.framework_silence_intervals
         for framework in list(self.frameworks.values()):
             if framework.connected:

@@ -46,7 +46,7 @@ class Envelope(_message.Message):
     def __init__(self, call: _Optional[_Union[_scheduler_pb2.Call, _Mapping]] = ..., event: _Optional[_Union[_scheduler_pb2.Event, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., register_agent: _Optional[_Union[RegisterAgent, _Mapping]] = ..., status_update: _Optional[_Union[StatusUpdate, _Mapping]] = ..., agent_registered: _Optional[_Union[AgentRegistered, _Mapping]] = ..., run_task: _Optional[_Union[RunTask, _Mapping]] = ..., kill_task: _Optional[_Union[KillTask, _Mapping]] = ..., status_update_acknowledgement: _Optional[_Union[StatusUpdateAcknowledgement, _Mapping]] = ..., shutdown_framework: _Optional[_Union[ShutdownFramework, _Mapping]] = ..., framework_to_executor: _Optional[_Union[FrameworkToExecutor, _Mapping]] = ..., shutdown_agent: _Optional[_Union[ShutdownAgent, _Mapping]] = ..., master_info_request: _Optional[_Union[MasterInfoRequest, _Mapping]] = ..., master_info_response: _Optional[_Union[MasterInfoResponse, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
-    __slots__ = ("code", "message", "refused")
+    __slots__ = ("code", "message", "refused", "leader")
     class Code(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         UNKNOWN: _ClassVar[Error.Code]
@@ -68,10 +68,12 @@ class Error(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
     code: Error.Code
     message: str
     refused: str
-    def __init__(self, code: _Optional[_Union[Error.Code, str]] = ..., message: _Optional[str] = ..., refused: _Optional[str] = ...) -> None: ...
+    leader: _mensa_pb2.MasterInfo
+    def __init__(self, code: _Optional[_Union[Error.Code, str]] = ..., message: _Optional[str] = ..., refused: _Optional[str] = ..., leader: _Optional[_Union[_mensa_pb2.MasterInfo, _Mapping]] = ...) -> None: ...
 
 class Ping(_message.Message):
     __slots__ = ("timeout_seconds",)
@@ -188,3 +190,67 @@ class MasterInfoResponse(_message.Message):
     leading: bool
     leader: _mensa_pb2.MasterInfo
     def __init__(self, master_info: _Optional[_Union[_mensa_pb2.MasterInfo, _Mapping]] = ..., leading: _Optional[bool] = ..., leader: _Optional[_Union[_mensa_pb2.MasterInfo, _Mapping]] = ...) -> None: ...
+
+class Registry(_message.Message):
+    __slots__ = ("agents", "unreachable", "removed_agents", "frameworks", "removed_frameworks", "weights", "revision")
+    class Agent(_message.Message):
+        __slots__ = ("info", "admitted_at", "http_port", "advertise_ip")
+        INFO_FIELD_NUMBER: _ClassVar[int]
+        ADMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+        HTTP_PORT_FIELD_NUMBER: _ClassVar[int]
+        ADVERTISE_IP_FIELD_NUMBER: _ClassVar[int]
+        info: _mensa_pb2.AgentInfo
+        admitted_at: float
+        http_port: int
+        advertise_ip: str
+        def __init__(self, info: _Optional[_Union[_mensa_pb2.AgentInfo, _Mapping]] = ..., admitted_at: _Optional[float] = ..., http_port: _Optional[int] = ..., advertise_ip: _Optional[str] = ...) -> None: ...
+    class UnreachableAgent(_message.Message):
+        __slots__ = ("info", "since")
+        INFO_FIELD_NUMBER: _ClassVar[int]
+        SINCE_FIELD_NUMBER: _ClassVar[int]
+        info: _mensa_pb2.AgentInfo
+        since: float
+        def __init__(self, info: _Optional[_Union[_mensa_pb2.AgentInfo, _Mapping]] = ..., since: _Optional[float] = ...) -> None: ...
+    class RemovedAgent(_message.Message):
+        __slots__ = ("id", "removed_at")
+        ID_FIELD_NUMBER: _ClassVar[int]
+        REMOVED_AT_FIELD_NUMBER: _ClassVar[int]
+        id: _mensa_pb2.AgentID
+        removed_at: float
+        def __init__(self, id: _Optional[_Union[_mensa_pb2.AgentID, _Mapping]] = ..., removed_at: _Optional[float] = ...) -> None: ...
+    class Framework(_message.Message):
+        __slots__ = ("info", "registered_at")
+        INFO_FIELD_NUMBER: _ClassVar[int]
+        REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+        info: _mensa_pb2.FrameworkInfo
+        registered_at: float
+        def __init__(self, info: _Optional[_Union[_mensa_pb2.FrameworkInfo, _Mapping]] = ..., registered_at: _Optional[float] = ...) -> None: ...
+    class RemovedFramework(_message.Message):
+        __slots__ = ("id", "removed_at")
+        ID_FIELD_NUMBER: _ClassVar[int]
+        REMOVED_AT_FIELD_NUMBER: _ClassVar[int]
+        id: _mensa_pb2.FrameworkID
+        removed_at: float
+        def __init__(self, id: _Optional[_Union[_mensa_pb2.FrameworkID, _Mapping]] = ..., removed_at: _Optional[float] = ...) -> None: ...
+    class Weight(_message.Message):
+        __slots__ = ("role", "weight")
+        ROLE_FIELD_NUMBER: _ClassVar[int]
+        WEIGHT_FIELD_NUMBER: _ClassVar[int]
+        role: str
+        weight: float
+        def __init__(self, role: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_AGENTS_FIELD_NUMBER: _ClassVar[int]
+    FRAMEWORKS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FRAMEWORKS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedCompositeFieldContainer[Registry.Agent]
+    unreachable: _containers.RepeatedCompositeFieldContainer[Registry.UnreachableAgent]
+    removed_agents: _containers.RepeatedCompositeFieldContainer[Registry.RemovedAgent]
+    frameworks: _containers.RepeatedCompositeFieldContainer[Registry.Framework]
+    removed_frameworks: _containers.RepeatedCompositeFieldContainer[Registry.RemovedFramework]
+    weights: _containers.RepeatedCompositeFieldContainer[Registry.Weight]
+    revision: int
+    def __init__(self, agents: _Optional[_Iterable[_Union[Registry.Agent, _Mapping]]] = ..., unreachable: _Optional[_Iterable[_Union[Registry.UnreachableAgent, _Mapping]]] = ..., removed_agents: _Optional[_Iterable[_Union[Registry.RemovedAgent, _Mapping]]] = ..., frameworks: _Optional[_Iterable[_Union[Registry.Framework, _Mapping]]] = ..., removed_frameworks: _Optional[_Iterable[_Union[Registry.RemovedFramework, _Mapping]]] = ..., weights: _Optional[_Iterable[_Union[Registry.Weight, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...

@@ -334,7 +334,7 @@ def test_suppress_and_revive(h: Harness) -> None:
 # -- failures -------------------------------------------------------------------------------------------
 
 
-def test_silent_agent_is_removed_its_offers_rescinded_and_tasks_lost(h: Harness) -> None:
+def test_silent_agent_is_marked_unreachable_its_offers_rescinded_and_tasks_lost(h: Harness) -> None:
     agent_id, _fid = launched(h)
     h.register_agent(A2, hostname="other")
     offers = h.offers_to(h.allocate(), F1)
@@ -353,9 +353,25 @@ def test_silent_agent_is_removed_its_offers_rescinded_and_tasks_lost(h: Harness)
     assert lost.reason == S.TaskStatus.REASON_AGENT_REMOVED
     [failure] = events_to(sends, F1, Event.FAILURE)
     assert failure.failure.agent_id.value == agent_id
-    # The removed agent coming back is told to shut down and start afresh.
+    assert agent_id in h.state.unreachable_agents and h.state.registry_dirty
+    # The agent comes back and is readmitted; the framework (not partition-aware) was told its
+    # task is lost, so the task is killed (as Mesos does).
+    msg = internal_pb2.RegisterAgent(version="test")
+    msg.agent_info.hostname = "host"
+    msg.agent_info.id.value = agent_id
+    msg.tasks.append(reported("t1", _fid, S.TASK_RUNNING))
+    sends = h.send(A1, envelope(register_agent=msg))
+    assert messages_to(sends, A1, "agent_registered")
+    assert agent_id in h.state.agents and agent_id not in h.state.unreachable_agents
+    [kill] = messages_to(sends, A1, "kill_task")
+    assert kill.kill_task.task_id.value == "t1"
+    assert updates_to(sends, F1) == []
+
+
+def test_removed_agent_coming_back_is_told_to_shut_down(h: Harness) -> None:
+    h.state.removed_agents["gone-S0"] = h.now
     sends = h.send(A1, envelope(register_agent=internal_pb2.RegisterAgent(
-        agent_info=mensa_pb2.AgentInfo(hostname="host", id=mensa_pb2.AgentID(value=agent_id)))))
+        agent_info=mensa_pb2.AgentInfo(hostname="host", id=mensa_pb2.AgentID(value="gone-S0")))))
     assert messages_to(sends, A1, "shutdown_agent")
 
 
@@ -573,18 +589,6 @@ def test_acknowledging_a_terminal_update_of_a_task_still_running_keeps_it(h: Har
     ack.acknowledge.uuid = b"u1"
     h.call(F1, fid, ack)
     assert h.state.frameworks[fid].tasks["t1"].state == S.TASK_RUNNING
-
-
-def test_explicit_reconciliation_of_unknown_tasks_waits_while_agents_may_reregister(h: Harness) -> None:
-    h.state.config.started_at = h.now  # This master just started.
-    fid = h.subscribe(F1)
-    call = Call(type=Call.RECONCILE)
-    call.reconcile.tasks.add().task_id.value = "maybe-on-a-returning-agent"
-    assert updates_to(h.call(F1, fid, call), F1) == []
-    h.now += h.state.config.recovery_window
-    h.send(F1, envelope(pong=internal_pb2.Pong()))
-    [lost] = updates_to(h.call(F1, fid, call), F1)
-    assert lost.state == S.TASK_LOST
 
 
 def test_recovered_framework_that_never_returns_is_removed(h: Harness) -> None:
