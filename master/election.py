@@ -84,6 +84,12 @@ class Contender:
         """The MasterInfo in this master's current znode."""
         return self._info
 
+    @property
+    def connected(self) -> bool:
+        """True while the ZooKeeper session is connected."""
+        client = self._client
+        return bool(client is not None and client.connected)
+
     def start(self) -> None:
         from kazoo.client import KazooClient
 

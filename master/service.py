@@ -53,6 +53,7 @@ log = structlog.get_logger(__name__)
 VERSION = "0.1.0"
 BATCH = 2000
 TICK_SECONDS = 0.05
+ZK_WARNING_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -360,8 +361,11 @@ class MasterService:
 
     async def _timer_loop(self) -> None:
         next_allocation = time.time() + self.opts.allocation_interval
+        zk_silent_since: float | None = None
         while True:
             await asyncio.sleep(TICK_SECONDS)
+            if self.contender is not None:
+                zk_silent_since = self._watch_zookeeper(zk_silent_since)
             if not self.leading:
                 continue
             async with self._lock:
@@ -377,6 +381,23 @@ class MasterService:
                     await self._commit(state, sends, now)
                 except Exception:
                     self.log.exception("timer_failed")
+
+    def _watch_zookeeper(self, silent_since: float | None) -> float | None:
+        """Logs, every ZK_WARNING_SECONDS, that ZooKeeper cannot be reached (it is retried)."""
+        assert self.contender is not None
+        now = time.monotonic()
+        if self.contender.connected:
+            if silent_since is not None and now - silent_since >= ZK_WARNING_SECONDS:
+                self.log.info("zookeeper_reachable_again", zk=self.opts.zk)
+            return None
+        if silent_since is None:
+            return now
+        if now - silent_since >= ZK_WARNING_SECONDS and \
+                int((now - silent_since) / ZK_WARNING_SECONDS) != \
+                int((now - silent_since - TICK_SECONDS) / ZK_WARNING_SECONDS):
+            self.log.warning("zookeeper_unreachable", zk=self.opts.zk, role=self.role,
+                             seconds=round(now - silent_since), consequence="retrying; not leading")
+        return silent_since
 
     # -- sending -----------------------------------------------------------------------------
 
