@@ -26,6 +26,7 @@ Status = mensa_pb2.TaskStatus
 ErrorCode = internal_pb2.Error
 DEFAULT_REFUSE_SECONDS = mensa_pb2.Filters().refuse_seconds
 MAX_COMPLETED_FRAMEWORKS = 100
+DEFAULT_FAILOVER_TIMEOUT = 7 * 24 * 3600.0
 
 
 def call_name(call_type: int) -> str:
@@ -67,6 +68,9 @@ def subscribe(state: MasterState, peer: Peer, call: scheduler_pb2.Call, now: flo
     if not call.HasField("subscribe"):
         return [state.reject(peer, "SUBSCRIBE without a subscribe message", refused="call:SUBSCRIBE")]
     info = call.subscribe.framework_info
+    if not info.HasField("failover_timeout"):
+        # Mesos's default of 0 tears a framework down the moment its scheduler restarts.
+        info.failover_timeout = DEFAULT_FAILOVER_TIMEOUT
     error = validate_framework_info(info)
     if error:
         return [state.reject(peer, error, refused="call:SUBSCRIBE")]

@@ -215,3 +215,13 @@ def test_file_store_replaces_atomically_and_refuses_stale_versions(tmp_path) -> 
         store.store(b"two", 0)
     assert FileStore(tmp_path / "registry").load()[0] == b"one"  # a restarted master reads it
     assert not (tmp_path / "registry.tmp").exists()
+
+
+def test_failover_timeout_defaults_to_a_week_when_the_framework_sets_none(h: Harness) -> None:
+    call = Call(type=Call.SUBSCRIBE)
+    call.subscribe.framework_info.name = "fw"
+    h.send(F1, envelope(call=call))
+    [framework] = h.state.frameworks.values()
+    assert framework.info.failover_timeout == 7 * 24 * 3600
+    fid = h.subscribe(b"framework-2", failover_timeout=0.0)  # an explicit 0 stays 0
+    assert h.state.frameworks[fid].info.failover_timeout == 0.0
