@@ -3,8 +3,9 @@
     mensa logs web-1 --master 10.0.0.1:5050            # the whole stdout
     mensa logs web-1 --stderr --lines 20               # the last 20 lines of stderr
     mensa logs web-1 --follow                          # then new output, until the task ends
+    mensa logs web-1 --master zk://10.0.0.1:2181/mensa # ask whichever master leads
 
-The task is found in the master's /state (live and completed tasks of every framework); its
+The task is found in the leading master's /state (live and completed tasks of every framework); its
 agent (``hostname`` and HTTP ``port`` there) gives the task's sandbox in its own /state, and the
 file is read through the agent's ``/files/read`` (Mesos's offset/length protocol). ``--follow``
 polls from the last offset and stops once the task is terminal and its file has stopped growing
@@ -24,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from mensa.deploy.state_cli import fetch_state
+from mensa.deploy.state_cli import fetch_state, quiet_kazoo
 from mensa.proto import mensa_pb2
 from mensa.proto.detector import MasterUnreachable
 from mensa.proto.states import TERMINAL_STATES
@@ -45,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--framework", metavar="ID", help="the task's framework id, when the task "
                         "id is used in several frameworks")
     parser.add_argument("--master", default="127.0.0.1:5050",
-                        help="master ZeroMQ address HOST:PORT, or http://HOST:PORT (default 127.0.0.1:5050)")
+                        help="master ZeroMQ address HOST:PORT, zk://HOST:PORT,.../PATH, or "
+                        "http://HOST:PORT (default 127.0.0.1:5050)")
     parser.add_argument("--lines", "-n", type=int, metavar="N", help="print only the last N lines")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer")
     parser.add_argument("--poll-interval", type=float, default=0.2,
@@ -195,13 +197,16 @@ def show(files: AgentFiles, path: str, lines: int | None, follow: bool, poll: fl
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_kazoo()
     try:
         if args.lines is not None and args.lines < 0:
             raise LogsError("--lines must not be negative")
         try:
             state = fetch_state(args.master, args.timeout)
-        except (MasterUnreachable, OSError, ValueError) as exc:
+        except (MasterUnreachable, OSError) as exc:
             raise LogsError(f"cannot reach the master at {args.master}: {exc}") from None
+        except ValueError as exc:  # a malformed --master, or /state that is not JSON
+            raise LogsError(str(exc)) from None
         location = locate_task(state, args.task_id, args.framework)
         files = AgentFiles(location, args.timeout)
         task = files.task()

@@ -1,35 +1,60 @@
 """``mensa state``: print a cluster's agents, frameworks and tasks as tables.
 
-``--master`` is the master's ZeroMQ address (as for agents); the CLI asks it for its HTTP port
-and reads ``/state``. An ``http://HOST:PORT`` address reads ``/state`` there directly.
+``--master`` is a master's ZeroMQ address (as for agents) or ``zk://HOST:PORT,.../PATH``; the
+CLI finds the leading master (a standby it asks names the leader; a zk:// URI is read in
+ZooKeeper) and reads ``/state`` from the leader's HTTP port. An ``http://HOST:PORT`` address
+reads ``/state`` there directly.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import urllib.request
 from typing import Any
 
-from mensa.proto.detector import MasterUnreachable, fetch_master_info, parse_master
+from mensa.proto.detector import MasterUnreachable, resolve_leader
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--master", default="127.0.0.1:5050",
-                        help="master ZeroMQ address HOST:PORT, or http://HOST:PORT (default 127.0.0.1:5050)")
+                        help="master ZeroMQ address HOST:PORT, zk://HOST:PORT,.../PATH, or "
+                        "http://HOST:PORT (default 127.0.0.1:5050)")
     parser.add_argument("--json", action="store_true", help="print the raw /state JSON")
     parser.add_argument("--completed", action="store_true", help="also list completed tasks")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the master")
 
 
-def fetch_state(master: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Returns the master's /state document."""
+def leader_http(master: str, timeout: float = 5.0) -> str:
+    """Returns ``http://HOST:PORT`` of the leading master for a ``--master`` value (an
+    ``http://`` address as is). Raises MasterUnreachable (no leader, no answer, ZooKeeper
+    unreachable) or ValueError (a malformed address), each with a message for the user."""
     if master.startswith(("http://", "https://")):
-        url = master.rstrip("/") + "/state"
-    else:
-        info = fetch_master_info(parse_master(master), timeout).master_info
-        url = f"http://{info.address.ip or info.hostname}:{info.address.port}/state"
+        return master.rstrip("/")
+    try:
+        leader = resolve_leader(master, timeout)
+    except MasterUnreachable:
+        raise
+    except ValueError as exc:
+        raise ValueError(f"bad --master {master!r}: {exc}") from None
+    if not leader.http or leader.http.endswith(":0"):
+        raise MasterUnreachable(f"the leading master {leader} announces no HTTP port")
+    return f"http://{leader.http}"
+
+
+def quiet_kazoo() -> None:
+    """Keeps kazoo's connection retries off a CLI's stderr (the CLI prints one clear error)."""
+    kazoo = logging.getLogger("kazoo")
+    if not kazoo.handlers:
+        kazoo.addHandler(logging.NullHandler())
+        kazoo.propagate = False
+
+
+def fetch_state(master: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Returns the leading master's /state document (see ``leader_http``)."""
+    url = leader_http(master, timeout) + "/state"
     with urllib.request.urlopen(url, timeout=timeout) as response:
         data: dict[str, Any] = json.load(response)
         return data
@@ -71,6 +96,7 @@ def render(state: dict[str, Any], completed: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_kazoo()
     try:
         state = fetch_state(args.master, args.timeout)
     except (MasterUnreachable, OSError, ValueError) as exc:

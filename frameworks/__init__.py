@@ -11,7 +11,9 @@ Usage::
 
     SchedulerDriver(Hello(), mensa_pb2.FrameworkInfo(name="hello"), "127.0.0.1:5050").run()
 
-or, for any Scheduler class: ``mensa scheduler run MODULE:CLASS --master HOST:PORT``.
+or, for any Scheduler class: ``mensa scheduler run MODULE:CLASS --master HOST:PORT``. The
+master may also be ``zk://HOST:PORT,.../PATH`` (the driver follows the leading master), and
+``framework_id_file=PATH`` lets a restarted scheduler fail over to its running tasks.
 """
 
 from __future__ import annotations

@@ -2,15 +2,23 @@
 
 ``SchedulerDriver(scheduler, framework_info, master)`` subscribes the framework over ZeroMQ
 (one DEALER socket, held by its Session in a MasterLink), turns master Events into Scheduler
-callbacks and the methods below into scheduler Calls (Mesos v1 semantics). It runs an asyncio
-loop on a daemon thread: callbacks run on that thread, one at a time; every public method is
-thread-safe, never blocks on the master, and may be called from a callback or any thread.
+callbacks and the methods below into scheduler Calls (Mesos v1 semantics). ``master`` is
+``HOST:PORT`` or ``zk://HOST:PORT,.../PATH``: the driver follows the leading master (found in
+ZooKeeper, or named by a standby's NOT_LEADER answer) and re-subscribes there when it changes.
+It runs an asyncio loop on a daemon thread: callbacks run on that thread, one at a time; every
+public method is thread-safe, never blocks on the master, and may be called from a callback or
+any thread.
 
 It keeps the framework subscribed: SUBSCRIBE is retried with backoff (0.5s doubling to 10s)
 until SUBSCRIBED; when the master goes silent (nothing for max(3 x heartbeat interval, 5s)),
 drops the connection, or answers NOT_SUBSCRIBED, the scheduler hears ``disconnected`` and the
 driver re-subscribes with its framework id (``reregistered`` follows). Calls made while not
 subscribed are queued and sent once subscribed; a stop drops them (with a warning).
+
+Framework failover: FrameworkInfo.failover_timeout defaults to 7 days here (the master keeps a
+disconnected framework's tasks that long). With ``framework_id_file`` the driver re-subscribes
+with the id stored there (taking its tasks over) and stores the id after SUBSCRIBED; if the
+master answers that the framework was removed, the driver aborts and says to delete the file.
 
 Usage::
 
@@ -35,9 +43,18 @@ from typing import Any
 import structlog
 
 from mensa.frameworks import convert
+from mensa.frameworks.idfile import DEFAULT_FAILOVER_TIMEOUT, FrameworkIdFile
+from mensa.frameworks.offerbook import OfferBook
 from mensa.frameworks.scheduler import Scheduler
-from mensa.frameworks.session import OfferBook, Session, SessionOptions
+from mensa.frameworks.session import Session, SessionOptions
 from mensa.proto import mensa_pb2, scheduler_pb2, transport
+from mensa.proto.detector import (
+    DEFAULT_ZK_SESSION_TIMEOUT,
+    FixedDetector,
+    MasterDetector,
+    detector_for,
+)
+from mensa.proto.zk import Leader
 
 log = structlog.get_logger(__name__)
 
@@ -52,9 +69,12 @@ class DriverStatus(enum.Enum):
 
 
 def with_defaults(info: mensa_pb2.FrameworkInfo) -> mensa_pb2.FrameworkInfo:
-    """Returns a copy of ``info`` with user (the OS user) and hostname filled in when empty."""
+    """Returns a copy of ``info`` with user (the OS user) and hostname filled in when empty,
+    and failover_timeout 7 days when unset (an explicit 0 stays 0)."""
     out = mensa_pb2.FrameworkInfo()
     out.CopyFrom(info)
+    if not out.HasField("failover_timeout"):
+        out.failover_timeout = DEFAULT_FAILOVER_TIMEOUT
     if not out.user:
         try:
             out.user = getpass.getuser()
@@ -65,6 +85,25 @@ def with_defaults(info: mensa_pb2.FrameworkInfo) -> mensa_pb2.FrameworkInfo:
     return out
 
 
+def make_detector(
+    master: str | transport.Endpoint | None, zk_session_timeout: float = DEFAULT_ZK_SESSION_TIMEOUT
+) -> MasterDetector:
+    """Returns the detector for a ``master`` value (``HOST:PORT``, ``tcp://HOST:PORT``,
+    ``zk://HOSTS/PATH`` or an Endpoint); raises ValueError saying what is wrong with it."""
+    if isinstance(master, transport.Endpoint):
+        return FixedDetector(master)
+    if master is None:
+        raise ValueError("no master: give HOST:PORT or zk://HOSTS/PATH (or a detector)")
+    if not zk_session_timeout > 0:
+        raise ValueError(f"zk_session_timeout must be positive, not {zk_session_timeout!r}")
+    try:
+        return detector_for(master, session_timeout=zk_session_timeout)
+    except ValueError as exc:
+        raise ValueError(
+            f"bad master {master!r} (want HOST:PORT or zk://HOST:PORT,.../PATH): {exc}"
+        ) from None
+
+
 class SchedulerDriver:
     """Runs a Scheduler against a master; see the module docstring for the contract."""
 
@@ -72,8 +111,11 @@ class SchedulerDriver:
         self,
         scheduler: Scheduler,
         framework_info: mensa_pb2.FrameworkInfo | Mapping[str, Any],
-        master: str | transport.Endpoint,
+        master: str | transport.Endpoint | None = None,
         *,
+        detector: MasterDetector | None = None,
+        zk_session_timeout: float = DEFAULT_ZK_SESSION_TIMEOUT,
+        framework_id_file: str | os.PathLike[str] | None = None,
         implicit_acknowledgements: bool = True,
         min_master_silence: float = 5.0,
         heartbeat_timeout_factor: float = 3.0,
@@ -82,12 +124,27 @@ class SchedulerDriver:
         flush_timeout: float = 2.0,
         max_message_bytes: int = transport.DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
+        """Raises ValueError when ``master`` is malformed (or missing without ``detector``), or
+        the framework id file is unreadable or names another framework than ``framework_info``.
+
+        ``detector`` replaces the detector ``master`` implies (the driver starts and stops it);
+        ``zk_session_timeout`` is the ZooKeeper session timeout for a ``zk://`` master.
+        """
         info = with_defaults(convert.parse(framework_info, mensa_pb2.FrameworkInfo))
-        if isinstance(master, str):
-            master = transport.Endpoint.parse(master)
-        self._endpoint = master
+        if detector is None:
+            detector = make_detector(master, zk_session_timeout)
+        id_file = FrameworkIdFile(framework_id_file) if framework_id_file is not None else None
+        if id_file is not None:
+            stored = id_file.read()
+            if stored and info.id.value and stored != info.id.value:
+                raise ValueError(
+                    f"framework_info.id {info.id.value!r} differs from {stored!r} in {id_file}"
+                )
+            if stored:
+                info.id.value = stored
+        self._detector = detector
         self._implicit_acks = implicit_acknowledgements
-        self._log = log.bind(framework=info.name, master=str(master))
+        self._log = log.bind(framework=info.name, master=str(master or detector))
         self._lock = threading.RLock()
         self._status = DriverStatus.NOT_STARTED
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -104,7 +161,15 @@ class SchedulerDriver:
             max_message_bytes=max_message_bytes,
         )
         self._session = Session(
-            scheduler, self, info, master, options, self._offers, self._is_running, self.abort
+            scheduler,
+            self,
+            info,
+            detector,
+            options,
+            self._offers,
+            self._is_running,
+            self.abort,
+            id_file,
         )
 
     # -- properties -----------------------------------------------------------------------------
@@ -124,8 +189,15 @@ class SchedulerDriver:
         return self._session.subscribed and self._is_running()
 
     @property
-    def master(self) -> transport.Endpoint:
-        return self._endpoint
+    def master(self) -> transport.Endpoint | None:
+        """The ZeroMQ endpoint of the master the driver talks to (None while no leader is known)."""
+        leader = self._session.leader
+        return leader.zmq if leader is not None else None
+
+    @property
+    def leader(self) -> Leader | None:
+        """The leading master as last detected or named (None while no leader is known)."""
+        return self._session.leader
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mensa.proto import scheduler_pb2
+from mensa.proto import internal_pb2, scheduler_pb2
+from mensa.proto.zk import Leader
 
 Event = scheduler_pb2.Event
 
@@ -63,6 +64,33 @@ def callback_for(event: scheduler_pb2.Event, *, first_subscription: bool) -> Cal
     if kind == Event.ERROR:
         return Callback("error", (event.error.message,))
     return None
+
+
+def is_removal_error(message: str) -> bool:
+    """True when an ERROR event's message says the framework was removed (the master answers
+    so a SUBSCRIBE with the id of a framework it tore down or timed out)."""
+    return "has been removed" in message
+
+
+def leader_hint(error: internal_pb2.Error) -> Leader | None:
+    """Returns the leader a NOT_LEADER error names, or None (another code, no leader, or a
+    leader without a ZeroMQ endpoint)."""
+    if error.code != internal_pb2.Error.NOT_LEADER or not error.HasField("leader"):
+        return None
+    try:
+        return Leader.from_info(error.leader)
+    except ValueError:
+        return None
+
+
+def same_master(a: Leader | None, b: Leader | None) -> bool:
+    """True when ``a`` and ``b`` name one master: both None, or one ZeroMQ endpoint and no two
+    different master ids (a fixed address knows no id)."""
+    if a is None or b is None:
+        return a is b
+    if a.zmq != b.zmq:
+        return False
+    return not (a.master_id and b.master_id and a.master_id != b.master_id)
 
 
 def heartbeat_interval(event: scheduler_pb2.Event) -> float:

@@ -4,8 +4,10 @@ The driver holds a MasterLink (it does not inherit one). The link owns the socke
 outbox and the asyncio tasks that move bytes, and knows nothing of subscriptions: each
 Envelope received goes to ``on_envelope``, and TCP-level link changes seen by a ZeroMQ socket
 monitor go to ``on_link(connected)``. ``reopen()`` replaces the socket with a fresh one (a new
-routing identity), ``flush()`` waits for the outbox to drain, ``close()`` lingers so what was
-sent still reaches the master. Everything here runs on the driver's event loop thread.
+routing identity), ``retarget(endpoint)`` does so towards another master (the new leader) and
+hands back what the old one never got, ``flush()`` waits for the outbox to drain, ``close()``
+lingers so what was sent still reaches the master. A link made without an endpoint holds its
+outbox until ``retarget`` names one. Everything here runs on the driver's event loop thread.
 
 Usage (inside the loop)::
 
@@ -43,7 +45,7 @@ class MasterLink:
     def __init__(
         self,
         ctx: zmq.asyncio.Context,
-        endpoint: transport.Endpoint,
+        endpoint: transport.Endpoint | None,
         on_envelope: Callable[[internal_pb2.Envelope], None],
         on_link: Callable[[bool], None],
         max_message_bytes: int = transport.DEFAULT_MAX_MESSAGE_BYTES,
@@ -63,8 +65,16 @@ class MasterLink:
         self._inflight: internal_pb2.Envelope | None = None
         self.identity = b""
 
+    @property
+    def endpoint(self) -> transport.Endpoint | None:
+        """The master this link talks to (None until ``retarget`` names one)."""
+        return self._endpoint
+
     def open(self) -> None:
-        """Connects a new DEALER socket (a fresh identity) and starts moving messages."""
+        """Connects a new DEALER socket (a fresh identity) and starts moving messages; a link
+        without an endpoint stays closed (its outbox waits)."""
+        if self._endpoint is None:
+            return
         # IMMEDIATE, and the monitor attached before connecting (so no CONNECTED is missed):
         # ZeroMQ queues only to a live connection, and what the master cannot get yet waits in
         # our outbox, where it is deduplicated (one SUBSCRIBE) and requeued.
@@ -116,6 +126,20 @@ class MasterLink:
         """Closes the socket at once (dropping what ZeroMQ still holds) and opens a new one."""
         await self.close(linger=0.0)
         self.open()
+
+    async def retarget(self, endpoint: transport.Endpoint | None) -> list[internal_pb2.Envelope]:
+        """Closes the socket at once and opens a fresh one to ``endpoint`` (none when None).
+
+        Returns the envelopes the old master may not have got (all the outbox, emptied): the
+        caller decides what goes to the new one.
+        """
+        await self.close(linger=0.0)
+        left = list(self._outbox)
+        self._outbox.clear()
+        self._empty.set()
+        self._endpoint = endpoint
+        self.open()
+        return left
 
     async def close(self, linger: float) -> None:
         """Stops the tasks and closes the socket, letting ZeroMQ deliver for ``linger`` seconds."""

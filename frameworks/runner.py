@@ -1,9 +1,12 @@
-"""``mensa scheduler run MODULE:CLASS --master HOST:PORT``: runs any Scheduler class.
+"""``mensa scheduler run MODULE:CLASS --master HOST:PORT|zk://...``: runs any Scheduler class.
 
 This is how frameworks plug in: the target names a Scheduler subclass (or a callable that
 returns a Scheduler), which is imported and instantiated with no arguments, given a
 FrameworkInfo built from the flags, and run by a SchedulerDriver until it stops itself or the
-process gets SIGINT/SIGTERM (then the framework is torn down: its tasks are killed).
+process gets SIGINT/SIGTERM. On a signal the framework is torn down (its tasks are killed),
+unless ``--framework-id-file`` is given: then the scheduler just disconnects, its tasks keep
+running for ``--failover-timeout`` (7 days by default) and the next run with the same file
+takes them over. ``--master zk://HOST:PORT,.../PATH`` follows the leading master.
 
 Exit status: 0 when the driver stopped, 1 when it aborted (an ERROR from the master, or
 ``driver.abort()``), 2 for a bad target or address (with a one-line error, no traceback).
@@ -11,6 +14,8 @@ Exit status: 0 when the driver stopped, 1 when it aborted (an ERROR from the mas
 Usage::
 
     mensa scheduler run mensa.frameworks.examples.hello:HelloScheduler --master 127.0.0.1:5050
+    mensa scheduler run my_pkg.sched:MyScheduler --master zk://10.0.0.1:2181/mensa \
+        --framework-id-file /var/lib/my-sched/framework_id
     python -m mensa.frameworks.runner my_pkg.sched:MyScheduler --master 10.0.0.1:5050 --role dev
 """
 
@@ -29,8 +34,10 @@ import structlog
 
 from mensa.deploy.runtime import LOG_FORMATS, configure_logging
 from mensa.frameworks.driver import DriverStatus, SchedulerDriver
+from mensa.frameworks.idfile import DEFAULT_FAILOVER_TIMEOUT
 from mensa.frameworks.scheduler import Scheduler
-from mensa.proto import mensa_pb2, transport
+from mensa.proto import mensa_pb2
+from mensa.proto.detector import DEFAULT_ZK_SESSION_TIMEOUT
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +55,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "e.g. mensa.frameworks.examples.hello:HelloScheduler",
     )
     parser.add_argument(
-        "--master", required=True, metavar="HOST:PORT", help="the master's ZeroMQ address"
+        "--master",
+        required=True,
+        metavar="HOST:PORT|zk://...",
+        help="the master's ZeroMQ address, or zk://HOST:PORT,.../PATH to follow the leading master",
+    )
+    parser.add_argument(
+        "--zk-session-timeout",
+        type=float,
+        default=DEFAULT_ZK_SESSION_TIMEOUT,
+        metavar="SECONDS",
+        help=f"ZooKeeper session timeout with a zk:// master (default: {DEFAULT_ZK_SESSION_TIMEOUT:g})",
     )
     parser.add_argument("--name", help="framework name (default: the class name)")
     parser.add_argument(
@@ -58,13 +75,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--failover-timeout",
         type=float,
-        default=0.0,
+        default=DEFAULT_FAILOVER_TIMEOUT,
         metavar="SECONDS",
-        help="how long the master keeps the tasks of a disconnected framework (default: 0)",
+        help="how long the master keeps the tasks of a disconnected framework before killing "
+        f"them (default: {DEFAULT_FAILOVER_TIMEOUT:g}, 7 days)",
     )
     parser.add_argument("--principal", default="", help="principal to authenticate as")
     parser.add_argument(
         "--framework-id", default="", help="re-subscribe as this framework (failover)"
+    )
+    parser.add_argument(
+        "--framework-id-file",
+        metavar="PATH",
+        help="keep the framework id here: a restart re-subscribes with it and takes the tasks "
+        "over; SIGINT/SIGTERM then leave the tasks running (failover) instead of tearing down",
     )
     parser.add_argument(
         "--checkpoint", action="store_true", help="agents checkpoint this framework's tasks"
@@ -138,19 +162,22 @@ def run(args: argparse.Namespace) -> int:
         getattr(args, "log_level", "info"),
         component="scheduler",
     )
+    id_file = getattr(args, "framework_id_file", None)
     try:
-        master = transport.Endpoint.parse(args.master)
         scheduler = load_scheduler(args.target)
+        driver = SchedulerDriver(
+            scheduler,
+            framework_info(args, scheduler),
+            args.master,
+            zk_session_timeout=getattr(args, "zk_session_timeout", DEFAULT_ZK_SESSION_TIMEOUT),
+            framework_id_file=id_file,
+            implicit_acknowledgements=args.implicit_acks,
+        )
     except ValueError as exc:
         print(f"mensa scheduler run: {exc}", file=sys.stderr)
         return 2
-    driver = SchedulerDriver(
-        scheduler,
-        framework_info(args, scheduler),
-        master,
-        implicit_acknowledgements=args.implicit_acks,
-    )
-    restore = _on_signals(lambda signum: _stop(driver, signum))
+    failover = bool(id_file)
+    restore = _on_signals(lambda signum: _stop(driver, signum, failover))
     try:
         status = driver.run()
     finally:
@@ -159,9 +186,9 @@ def run(args: argparse.Namespace) -> int:
     return 1 if status is DriverStatus.ABORTED else 0
 
 
-def _stop(driver: SchedulerDriver, signum: int) -> None:
-    log.info("signal_received", signal=signal.Signals(signum).name)
-    driver.stop(failover=False)
+def _stop(driver: SchedulerDriver, signum: int, failover: bool) -> None:
+    log.info("signal_received", signal=signal.Signals(signum).name, failover=failover)
+    driver.stop(failover=failover)
 
 
 def _on_signals(handler: Callable[[int], None]) -> Callable[[], None]:

@@ -7,17 +7,23 @@ pong, abort on ERROR), and notices a lost master: silence for max(factor x heart
 min_master_silence), a dropped connection, or a NOT_SUBSCRIBED answer. Then the scheduler hears
 ``disconnected`` and the session re-subscribes with its framework id.
 
+It follows the leading master. A MasterDetector reports the leader (a fixed address, or the
+leader znodes of a ``zk://`` URI); a master that does not lead answers NOT_LEADER, naming the
+leader when it knows it. On a new leader the session points its link at the leader's ZeroMQ
+endpoint (a fresh socket), loses the old master (``disconnected`` once; unsent calls are
+requeued; offers are void) and re-subscribes there with its framework id. While no leader is
+known it waits, queueing calls; NOT_LEADER without a leader is retried with backoff.
+
 Everything here runs on the driver's event loop thread; SchedulerDriver is the thread-safe
-front that hands calls over with ``loop.call_soon_threadsafe(session.on_call, call)``.
+front that hands calls over with ``loop.call_soon_threadsafe(session.on_call, call)``. The
+detector's reports (from kazoo's thread) hop over the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +37,21 @@ from mensa.frameworks.events import (
     Callback,
     callback_for,
     heartbeat_interval,
+    is_removal_error,
+    leader_hint,
+    same_master,
     silence_timeout,
 )
+from mensa.frameworks.idfile import FrameworkIdFile
 from mensa.frameworks.link import MasterLink
+from mensa.frameworks.offerbook import OfferBook
 from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2, transport
+from mensa.proto.detector import MasterDetector
+from mensa.proto.zk import Leader
 
 log = structlog.get_logger(__name__)
+
+UNANSWERED_BEFORE_FALLBACK = 3
 
 Call = scheduler_pb2.Call
 Event = scheduler_pb2.Event
@@ -56,60 +71,41 @@ class SessionOptions:
     max_message_bytes: int = transport.DEFAULT_MAX_MESSAGE_BYTES
 
 
-class OfferBook:
-    """Outstanding offers (offer id -> agent id), thread-safe; forgets the oldest past ``limit``."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self._limit = limit
-        self._lock = threading.Lock()
-        self._agents: collections.OrderedDict[str, str] = collections.OrderedDict()
-
-    def add(self, offers: Iterable[mensa_pb2.Offer]) -> None:
-        with self._lock:
-            for offer in offers:
-                self._agents[offer.id.value] = offer.agent_id.value
-            while len(self._agents) > self._limit:
-                self._agents.popitem(last=False)
-
-    def forget(self, offer_ids: Iterable[mensa_pb2.OfferID]) -> None:
-        with self._lock:
-            for oid in offer_ids:
-                self._agents.pop(oid.value, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._agents.clear()
-
-    def snapshot(self) -> dict[str, str]:
-        with self._lock:
-            return dict(self._agents)
-
-
 class Session:
-    """Keeps ``info`` subscribed at ``endpoint`` and drives ``scheduler``'s callbacks."""
+    """Keeps ``info`` subscribed with the master ``detector`` reports as leading, and drives
+    ``scheduler``'s callbacks. The session starts and stops the detector; with ``id_file`` it
+    stores the framework id after each SUBSCRIBED that changes it (and removes the file after
+    a TEARDOWN)."""
 
     def __init__(
         self,
         scheduler: Any,
         driver: Any,
         info: mensa_pb2.FrameworkInfo,
-        endpoint: transport.Endpoint,
+        detector: MasterDetector,
         options: SessionOptions,
         offers: OfferBook,
         is_running: Callable[[], bool],
         abort: Callable[[], object],
+        id_file: FrameworkIdFile | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._driver = driver  # the first argument of every callback
         self._info = info
-        self._endpoint = endpoint
+        self._detector = detector
         self._opts = options
         self._offers = offers
         self._is_running = is_running
         self._abort = abort
+        self._id_file = id_file
         self._backoff = Backoff(options.backoff_initial, options.backoff_max)
-        self._log = log.bind(framework=info.name, master=str(endpoint))
+        self._log = log.bind(framework=info.name)
         self._framework_id: str | None = info.id.value or None
+        self._stored_id = self._framework_id if id_file is not None else None
+        self._target: Leader | None = None
+        self._detected: Leader | None = None  # what the detector said last
+        self._unanswered = 0  # SUBSCRIBEs sent to the target since it last said anything
+        self._leaders: asyncio.Queue[tuple[Leader | None, str]] | None = None
         self._queued: list[scheduler_pb2.Call] = []
         self._link: MasterLink | None = None
         self._subscribed = False
@@ -130,6 +126,11 @@ class Session:
     def subscribed(self) -> bool:
         return self._subscribed
 
+    @property
+    def leader(self) -> Leader | None:
+        """The master this session talks to (None while no leader is known)."""
+        return self._target
+
     # -- entry points (loop thread; on_call also before run) -----------------------------------
 
     async def run(self) -> None:
@@ -137,21 +138,25 @@ class Session:
         loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         self._kick = asyncio.Event()
+        self._leaders = asyncio.Queue()
         if self._stop_requested:
             self._stop_event.set()
         ctx = zmq.asyncio.Context()
         self._link = MasterLink(
-            ctx, self._endpoint, self._on_envelope, self._on_link, self._opts.max_message_bytes
+            ctx, None, self._on_envelope, self._on_link, self._opts.max_message_bytes
         )
-        self._link.open()
         self._last_received = loop.time()
         workers = [
             asyncio.create_task(self._subscribe_loop()),
             asyncio.create_task(self._watchdog()),
+            asyncio.create_task(self._leader_loop()),
         ]
+        detecting = self._start_detector(loop)
         try:
             await self._stop_event.wait()
         finally:
+            if detecting:
+                await self._stop_detector(loop)
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
@@ -181,17 +186,32 @@ class Session:
 
     async def _shutdown(self) -> None:
         assert self._link is not None
-        if self._teardown and self._framework_id:
+        teardown = self._teardown and bool(self._framework_id)
+        if teardown and self._link.endpoint is None:
+            self._log.warning("framework_teardown_skipped", reason="no leading master known")
+            teardown = False
+        if teardown:
             self._send_call(convert.teardown_call())
             self._log.info("framework_teardown_sent")
         if self._queued:
             names = [convert.call_name(c) for c in self._queued]
             self._log.warning("calls_dropped", count=len(names), calls=names, reason="stopped")
             self._queued = []
-        if not await self._link.flush(self._opts.flush_timeout):
+        flushed = self._link.endpoint is not None and await self._link.flush(
+            self._opts.flush_timeout
+        )
+        if not flushed and self._link.unsent():
             self._log.warning("calls_unflushed", count=len(self._link.unsent()))
         await self._link.close(linger=self._opts.flush_timeout)
         self._subscribed = False
+        if teardown and flushed and self._id_file is not None:
+            # The framework is gone: the next run registers anew instead of being refused.
+            try:
+                self._id_file.remove()
+                self._log.info("framework_id_file_removed", path=str(self._id_file))
+            except OSError as exc:
+                self._log.error("framework_id_file_remove_failed", path=str(self._id_file),
+                                error=str(exc))
 
     def _send_call(self, call: scheduler_pb2.Call) -> None:
         assert self._link is not None
@@ -219,13 +239,27 @@ class Session:
 
     async def _subscribe_loop(self) -> None:
         kick = self._kick
-        assert kick is not None
+        assert kick is not None and self._link is not None
         while True:
-            if self._subscribed:
+            if self._subscribed or self._link.endpoint is None:  # nothing to do, or nowhere to go
                 kick.clear()
                 await kick.wait()
                 continue
             kick.clear()
+            fallback = self._detected
+            if (
+                self._unanswered >= UNANSWERED_BEFORE_FALLBACK
+                and fallback is not None
+                and not same_master(fallback, self._target)
+            ):
+                # The leader a master named is silent: back to the one the detector reports.
+                self._log.warning("named_leader_silent", fallback=_describe(fallback))
+                self._unanswered = 0
+                self._leader_news(fallback, "fallback")
+                with contextlib.suppress(TimeoutError):  # the leader loop retargets and kicks
+                    await asyncio.wait_for(kick.wait(), self._backoff.next())
+                continue
+            self._unanswered += 1
             self._send_subscribe()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(kick.wait(), self._backoff.next())
@@ -253,21 +287,82 @@ class Session:
                 self._last_received = loop.time()
                 self._lose_master("master silent")
 
-    def _lose_master(self, reason: str) -> None:
-        """Marks the subscription lost: requeues unsent calls, tells the scheduler, re-subscribes."""
+    def _lose_master(
+        self, reason: str, unsent: list[internal_pb2.Envelope] | None = None
+    ) -> None:
+        """Marks the subscription lost: requeues unsent calls (the link's, or ``unsent`` taken
+        from it already), tells the scheduler, re-subscribes."""
         assert self._link is not None and self._kick is not None
+        if unsent is None and self._subscribed:
+            unsent = self._link.take_unsent()
+        requeue = [
+            e.call
+            for e in unsent or ()
+            if e.HasField("call") and e.call.type != Call.SUBSCRIBE
+        ]
+        self._queued[:0] = requeue
         if self._subscribed:
             self._subscribed = False
-            requeue = [
-                e.call
-                for e in self._link.take_unsent()
-                if e.HasField("call") and e.call.type != Call.SUBSCRIBE
-            ]
-            self._queued[:0] = requeue
             self._log.warning("master_disconnected", reason=reason, requeued=len(requeue))
             self._invoke(Callback("disconnected", ()))
         if self._framework_id:
             self._kick.set()
+
+    # -- following the leader -------------------------------------------------------------------
+
+    def _start_detector(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Starts the detector; its reports reach ``_leader_news`` on this loop's thread."""
+
+        def report(leader: Leader | None) -> None:  # any thread (kazoo's for a ZkDetector)
+            with contextlib.suppress(RuntimeError):  # the loop closed: the session is over
+                loop.call_soon_threadsafe(self._leader_news, leader, "detector")
+
+        try:
+            self._detector.start(report)
+        except Exception:
+            self._log.exception("master_detector_failed", detector=str(self._detector))
+            self._abort()
+            return False
+        return True
+
+    async def _stop_detector(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:  # kazoo's stop blocks (briefly): not on the loop
+            await asyncio.wait_for(loop.run_in_executor(None, self._detector.stop), 5.0)
+        except Exception:
+            self._log.warning("master_detector_stop_failed", exc_info=True)
+
+    def _leader_news(self, leader: Leader | None, source: str) -> None:
+        if source == "detector":
+            self._detected = leader
+        if self._leaders is not None and not self._stop_requested:
+            self._leaders.put_nowait((leader, source))
+
+    async def _leader_loop(self) -> None:
+        assert self._leaders is not None
+        while True:
+            leader, source = await self._leaders.get()
+            await self._follow(leader, source)
+
+    async def _follow(self, leader: Leader | None, source: str) -> None:
+        """Points the link at ``leader`` (None: nowhere) unless it is the master already in use."""
+        assert self._link is not None and self._kick is not None
+        if same_master(leader, self._target):
+            return
+        old, self._target = self._target, leader
+        if leader is None:
+            self._log.warning("leading_master_lost", old=_describe(old), source=source)
+        else:
+            self._log.info("leading_master_changed", old=_describe(old), new=_describe(leader),
+                           source=source)
+        self._log = self._log.bind(master=str(leader.zmq) if leader is not None else None)
+        unsent = await self._link.retarget(leader.zmq if leader is not None else None)
+        self._link_lost = False
+        self._unanswered = 0
+        self._last_received = asyncio.get_running_loop().time()
+        self._offers.clear()  # offers from another master are void
+        self._lose_master("leading master changed", unsent)
+        self._backoff.reset()
+        self._kick.set()  # subscribe at the new leader now
 
     def _on_link(self, connected: bool) -> None:
         if not self._is_running():
@@ -287,6 +382,7 @@ class Session:
 
     def _on_envelope(self, envelope: internal_pb2.Envelope) -> None:
         self._last_received = asyncio.get_running_loop().time()
+        self._unanswered = 0
         if not self._is_running():
             return  # stopping: no more callbacks
         kind = envelope.WhichOneof("message")
@@ -305,7 +401,12 @@ class Session:
         self._log.warning("call_rejected", code=name, message=error.message, refused=error.refused)
         if error.code == internal_pb2.Error.NOT_SUBSCRIBED:
             self._lose_master("master answered NOT_SUBSCRIBED")
-        # NOT_LEADER: nothing yet (following the leader comes with HA).
+        elif error.code == internal_pb2.Error.NOT_LEADER:
+            hint = leader_hint(error)
+            if hint is not None and not same_master(hint, self._target):
+                self._leader_news(hint, "master")  # the standby named the leader: go there
+            elif self._subscribed:
+                self._lose_master("master does not lead")  # re-subscribes with backoff
 
     def _on_event(self, event: scheduler_pb2.Event) -> None:
         kind = event.type
@@ -320,8 +421,7 @@ class Session:
         elif kind == Event.RESCIND:
             self._offers.forget([event.rescind.offer_id])
         elif kind == Event.ERROR:
-            self._log.error("framework_error_received", message=event.error.message)
-            self._abort()
+            self._on_fatal(event.error.message)
         callback = callback_for(event, first_subscription=False)
         if callback is None:
             self._log.warning("event_ignored", type=int(kind))
@@ -332,6 +432,38 @@ class Session:
             ack = convert.acknowledge_call(event.update.status)
             if ack is not None:
                 self.on_call(ack)
+
+    def _on_fatal(self, message: str) -> None:
+        """An ERROR event: the master wants this scheduler gone; the driver aborts."""
+        if is_removal_error(message) and self._id_file is not None:
+            self._log.error(
+                "framework_removed",
+                message=message,
+                framework_id_file=str(self._id_file),
+                hint=f"the master removed framework {self._framework_id}: delete "
+                f"{self._id_file} to register as a new framework",
+            )
+        elif is_removal_error(message):
+            self._log.error(
+                "framework_removed",
+                message=message,
+                hint="the master removed this framework: subscribe without its framework id",
+            )
+        else:
+            self._log.error("framework_error_received", message=message)
+        self._abort()
+
+    def _store_framework_id(self, framework_id: str) -> None:
+        if self._id_file is None or framework_id == self._stored_id:
+            return
+        try:
+            self._id_file.write(framework_id)
+        except OSError as exc:
+            self._log.error("framework_id_file_write_failed", path=str(self._id_file),
+                            error=str(exc), hint="a restart will not fail over")
+            return
+        self._stored_id = framework_id
+        self._log.info("framework_id_stored", path=str(self._id_file))
 
     def _on_subscribed(self, event: scheduler_pb2.Event) -> None:
         framework_id = event.subscribed.framework_id.value
@@ -358,6 +490,7 @@ class Session:
             heartbeat_interval=self._heartbeat_interval,
             queued_calls=len(queued),
         )
+        self._store_framework_id(framework_id)
         for call in queued:
             self._send_call(call)
         callback = callback_for(event, first_subscription=first)
@@ -372,3 +505,9 @@ class Session:
             self._log.exception("scheduler_callback_failed", callback=callback.name)
             return False
         return True
+
+
+def _describe(leader: Leader | None) -> str | None:
+    if leader is None:
+        return None
+    return f"{leader.master_id}@{leader.zmq}" if leader.master_id else str(leader.zmq)

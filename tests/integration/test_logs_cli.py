@@ -163,3 +163,18 @@ def test_an_unreachable_agent_is_reported(cluster: Cluster) -> None:
         for driver in drivers:
             driver.stop()
             driver.join()
+
+
+def test_a_bad_or_unreachable_zk_master_is_a_clear_error() -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(mensa_argv("logs", "t1", *args), capture_output=True, text=True,
+                              timeout=30, check=False)
+
+    out = run("--master", "zk://127.0.0.1:2181")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("mensa logs: bad --master 'zk://127.0.0.1:2181'")
+    assert "needs a path" in out.stderr
+    out = run("--master", "zk://127.0.0.1:1/mensa", "--timeout", "0.5")
+    assert out.returncode == 1
+    assert out.stderr == ("mensa logs: cannot reach the master at zk://127.0.0.1:1/mensa: "
+                          "ZooKeeper at 127.0.0.1:1 did not answer within 0.5s\n")

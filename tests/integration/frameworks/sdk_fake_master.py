@@ -1,19 +1,23 @@
 """A scripted master for SDK tests: a real ZeroMQ ROUTER on 127.0.0.1 that the test drives.
 
 The test receives what a driver sends (``next_call``) and answers with events (``send_event``),
-so each step of the wire protocol is asserted where it happens.
+so each step of the wire protocol is asserted where it happens. ``not_leader`` plays a standby
+master; ``ScriptedDetector`` plays ZooKeeper telling the driver who leads.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from mensa.frameworks import Scheduler
 from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2, transport
+from mensa.proto.zk import Leader
 
 Call = scheduler_pb2.Call
 Event = scheduler_pb2.Event
@@ -25,10 +29,32 @@ WAIT = 5.0  # seconds any single expected message may take to arrive (never a ti
 class FakeMaster:
     """A ROUTER socket bound on 127.0.0.1 (``port`` 0 picks one)."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, master_id: str = "master-1") -> None:
         self.ctx = zmq.Context()
         self.sock, self.port = transport.bind_router(self.ctx, "127.0.0.1", port)
         self.address = f"127.0.0.1:{self.port}"
+        self.master_id = master_id
+
+    @property
+    def info(self) -> mensa_pb2.MasterInfo:
+        """This master's MasterInfo as a leader znode holds it (HTTP port: ZeroMQ port + 1)."""
+        info = mensa_pb2.MasterInfo(
+            id=self.master_id, hostname="localhost", zmq_endpoint=f"tcp://{self.address}"
+        )
+        info.address.ip = "127.0.0.1"
+        info.address.port = self.port + 1
+        return info
+
+    @property
+    def leader(self) -> Leader:
+        return Leader.from_info(self.info)
+
+    def not_leader(self, identity: bytes, leader: FakeMaster | None = None) -> None:
+        """Answers as a standby: NOT_LEADER, naming ``leader`` when given."""
+        error = internal_pb2.Error(code=internal_pb2.Error.NOT_LEADER, message="not the leader")
+        if leader is not None:
+            error.leader.CopyFrom(leader.info)
+        self.send(identity, Envelope(error=error))
 
     def close(self) -> None:
         self.sock.close(linger=0)
@@ -88,9 +114,31 @@ class FakeMaster:
             subscribed=Event.Subscribed(
                 framework_id=mensa_pb2.FrameworkID(value=framework_id),
                 heartbeat_interval_seconds=heartbeat,
-                master_info=mensa_pb2.MasterInfo(id="master-1", hostname="localhost"),
+                master_info=mensa_pb2.MasterInfo(id=self.master_id, hostname="localhost"),
             ),
         )
+
+
+class ScriptedDetector:
+    """A MasterDetector the test drives: ``announce(leader)`` reports a leader (None: none)
+    from the test's thread, as kazoo's thread would."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.stopped = threading.Event()
+        self._on_change: Callable[[Leader | None], None] | None = None
+
+    def start(self, on_change: Callable[[Leader | None], None]) -> None:
+        self._on_change = on_change
+        self.started.set()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def announce(self, leader: FakeMaster | Leader | None) -> None:
+        assert self.started.wait(WAIT), "the driver never started its detector"
+        assert self._on_change is not None
+        self._on_change(leader.leader if isinstance(leader, FakeMaster) else leader)
 
 
 def offer(offer_id: str, agent_id: str, resources: str = "cpus:1;mem:1024") -> mensa_pb2.Offer:

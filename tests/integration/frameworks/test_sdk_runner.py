@@ -124,6 +124,46 @@ def test_error_from_master_exits_1(master: FakeMaster, spawn: Any) -> None:
     assert proc.returncode == 1, stderr
 
 
+def test_framework_id_file_makes_sigterm_a_failover_and_a_restart_resubscribe(
+    master: FakeMaster, spawn: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "framework_id"
+    proc = spawn(HELLO, "--master", master.address, "--framework-id-file", str(path))
+    identity, subscribe = master.subscribe(framework_id="fw-9")
+    assert subscribe.subscribe.framework_info.failover_timeout == 604800.0  # the default
+    master.send_event(identity, type=Event.HEARTBEAT)
+    master.next_message(skip_pongs=False)  # SUBSCRIBED was handled before this pong
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 0, stderr
+    got = master.recv(timeout=0.2)
+    assert got is None or not got[1].HasField("call"), got  # no TEARDOWN: the tasks live on
+    assert path.read_text() == "fw-9\n"
+
+    proc = spawn(HELLO, "--master", master.address, "--framework-id-file", str(path))
+    identity, again = master.next_call(Call.SUBSCRIBE)
+    assert again.subscribe.framework_info.id.value == "fw-9"
+    error = Event.Error(message="framework fw-9 has been removed; subscribe without an id")
+    master.send_event(identity, type=Event.ERROR, error=error)
+    _, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 1, stderr
+    (removed,) = [e for e in log_events(stderr) if e["event"] == "framework_removed"]
+    assert f"delete {path}" in removed["hint"]
+
+
+def test_bad_master_and_id_file_are_clear_errors(spawn: Any, tmp_path: Path) -> None:
+    proc = spawn(HELLO, "--master", "zk://127.0.0.1/mensa")
+    _, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 2 and "Traceback" not in stderr
+    assert "must be HOST:PORT" in stderr
+    garbage = tmp_path / "framework_id"
+    garbage.write_text("two ids\n")
+    proc = spawn(HELLO, "--master", "127.0.0.1:1", "--framework-id-file", str(garbage))
+    _, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 2 and "Traceback" not in stderr
+    assert f"framework id file {garbage}" in stderr
+
+
 @pytest.mark.parametrize(
     ("target", "message"),
     [

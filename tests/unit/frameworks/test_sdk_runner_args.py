@@ -50,9 +50,21 @@ def test_defaults_build_a_framework_info_named_after_the_class() -> None:
     assert args.implicit_acks is True
     info = framework_info(args, HelloScheduler())
     assert (info.name, info.role, info.failover_timeout, info.checkpoint) == (
-        "HelloScheduler", "*", 0.0, False
+        "HelloScheduler", "*", 7 * 24 * 3600.0, False
     )  # fmt: skip
     assert not info.HasField("id") and not info.principal
+    assert args.framework_id_file is None and args.zk_session_timeout == 10.0
+
+
+def test_zookeeper_and_failover_flags() -> None:
+    args = parse(
+        "m:C", "--master", "zk://h1:2181,h2:2181/mensa", "--zk-session-timeout", "2.5",
+        "--framework-id-file", "/var/lib/fw/id", "--failover-timeout", "0",
+    )  # fmt: skip
+    assert args.master == "zk://h1:2181,h2:2181/mensa" and args.zk_session_timeout == 2.5
+    assert args.framework_id_file == "/var/lib/fw/id"
+    info = framework_info(args, Scheduler())
+    assert info.HasField("failover_timeout") and info.failover_timeout == 0.0  # kept, not 7 days
 
 
 def test_flags_build_the_framework_info() -> None:
