@@ -7,6 +7,7 @@
     mensa logs TASK_ID [--stderr] [--follow] --master HOST:PORT
     mensa local                      # a whole local cluster with the example scheduler
     mensa bench launch               # the launch benchmark
+    mensa bench failover             # the master failover benchmark
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ NESTED: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ("launch", "mensa.bench.launch", "launch trivial tasks through the SDK and time them"),
         ("containerizers", "mensa.bench.containerizers",
          "launch to RUNNING for tasks in each containerizer on one agent"),
+        ("failover", "mensa.bench.failover",
+         "SIGKILL the leading master (3 masters, 3-node ZooKeeper) and time the failover"),
     ]),
 }
 
