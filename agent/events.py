@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mensa.agent.checkpoint_records import RecoveredAgent, TaskCheckpoint
 from mensa.agent.containerizer.base import LaunchSpec
 from mensa.proto import internal_pb2, mensa_pb2
 
@@ -34,9 +35,43 @@ class MasterReconnected:
 
 @dataclass(frozen=True, slots=True)
 class ContainerStarted:
+    """The container runs; ``containerizer`` names who runs it, ``waiter_pid`` the process that
+    records its exit status (both checkpointed so a restarted agent finds it again)."""
+
     framework_id: str
     task_id: str
     pid: int | None = None
+    containerizer: str = ""
+    waiter_pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecovered:
+    """A restarted agent found a task's container still running (it is tracked again)."""
+
+    framework_id: str
+    task_id: str
+    pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """The agent (re)started and read its checkpoint (empty for a new agent). Handled once,
+    before anything else."""
+
+    checkpoint: RecoveredAgent
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderChanged:
+    """The leading master changed (``leader`` its MasterInfo, None while no master leads).
+
+    ``jitter`` is a random number in [0, 1) drawn by the shell: the first registration with a
+    new leader waits ``jitter * registration_backoff`` so that thousands of agents do not
+    re-register at the same instant."""
+
+    leader: mensa_pb2.MasterInfo | None
+    jitter: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +107,9 @@ Event = (
     | MasterMessage
     | MasterReconnected
     | ContainerStarted
+    | ContainerRecovered
+    | Recovered
+    | LeaderChanged
     | ContainerExited
     | LaunchFailed
     | StopRequested
@@ -106,4 +144,77 @@ class KillContainer:
     grace_seconds: float
 
 
-Command = SendToMaster | LaunchContainer | KillContainer
+@dataclass(frozen=True, slots=True)
+class RecoverContainer:
+    """Find the container of a task checkpointed by an earlier run of this agent: report
+    ContainerRecovered when it still runs (and ContainerExited when it ends), ContainerExited
+    with its exit status when it ended while the agent was down."""
+
+    framework_id: str
+    task_id: str
+    spec: LaunchSpec
+    containerizer: str
+    pid: int | None
+    waiter_pid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchMaster:
+    """A master that does not lead named the one that does: talk to it instead (when the
+    leader is not detected through ZooKeeper)."""
+
+    leader: mensa_pb2.MasterInfo
+
+
+# -- checkpoint commands: carried out (in order, before the commands after them) by
+# checkpoint.CheckpointStore.
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointAgent:
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointTask:
+    """Replace the task's checkpoint record (creating its checkpoint directory)."""
+
+    record: TaskCheckpoint
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointUpdate:
+    """Append a status update to the task's log (before it is first sent)."""
+
+    framework_id: str
+    task_id: str
+    status: mensa_pb2.TaskStatus
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointAck:
+    framework_id: str
+    task_id: str
+    uuid: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveCheckpoint:
+    """The task completed: forget its checkpoint."""
+
+    framework_id: str
+    task_id: str
+
+
+CheckpointCommand = (
+    CheckpointAgent | CheckpointTask | CheckpointUpdate | CheckpointAck | RemoveCheckpoint
+)
+
+Command = (
+    SendToMaster
+    | LaunchContainer
+    | KillContainer
+    | RecoverContainer
+    | SwitchMaster
+    | CheckpointCommand
+)

@@ -1,6 +1,6 @@
 """``mensa agent``: run an agent that registers with a master and runs its tasks.
 
-    mensa agent --master 127.0.0.1:5050 --work-dir /var/lib/mensa/agent \\
+    mensa agent --master 127.0.0.1:5050|zk://HOSTS/PATH --work-dir /var/lib/mensa/agent \\
         [--resources "cpus:4;mem:4096;disk:10000;ports:[31000-32000]"] \\
         [--attributes "rack:a;zone:z1"] [--hostname NAME] [--ip 127.0.0.1] [--http-port 5052]
 
@@ -9,8 +9,14 @@ binds a free port; the port actually bound (and, once registered, the agent id) 
 ``<work-dir>/endpoints.json``. The HTTP endpoints bind to ``--ip``, 127.0.0.1 by default so an
 agent is not reachable from other machines unless asked (use ``--ip 0.0.0.0`` in a cluster).
 
+``--master`` is a master's ``HOST:PORT`` or ``zk://HOSTS/PATH``: the agent then follows the
+leading master elected in ZooKeeper (``--zk-session-timeout`` seconds, default 10).
+
 On SIGTERM or SIGINT the agent kills its tasks (SIGTERM, then SIGKILL after the grace period)
-before it exits, so no task process is left behind.
+before it exits, so no task process is left behind. Killed any other way (SIGKILL, a crash),
+it leaves them running: restarted with the same ``--work-dir`` it recovers them from its
+checkpoint (``<work-dir>/meta``), keeps its agent id, reports the tasks that ended meanwhile
+with their exit codes, resends unacknowledged status updates and re-registers.
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ from mensa.agent.service import AgentService
 from mensa.agent.state import AgentConfig
 from mensa.deploy.runtime import configure_logging, write_endpoints
 from mensa.proto.attributes import parse_attributes
+from mensa.proto.detector import DEFAULT_ZK_SESSION_TIMEOUT, MasterDetector, detector_for
 from mensa.proto.resources import ResourceError, Resources
-from mensa.proto.transport import Endpoint
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +53,18 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the agent's flags to ``parser``."""
-    parser.add_argument("--master", required=True, help="the master's ZeroMQ endpoint, HOST:PORT")
+    parser.add_argument(
+        "--master",
+        required=True,
+        help="the master's ZeroMQ endpoint HOST:PORT, or zk://HOST:PORT[,...]/PATH to follow the "
+        "leading master",
+    )
+    parser.add_argument(
+        "--zk-session-timeout",
+        type=float,
+        default=DEFAULT_ZK_SESSION_TIMEOUT,
+        help="ZooKeeper session timeout in seconds, with a zk:// --master (default 10)",
+    )
     parser.add_argument("--work-dir", required=True, help="where sandboxes and endpoints.json live")
     parser.add_argument(
         "--resources",
@@ -192,6 +209,7 @@ def build_config(args: argparse.Namespace, http_port: int) -> AgentConfig:
         registration_backoff_max=max(5.0, args.registration_backoff),
         update_retry_min=retry,
         update_retry_max=max(60.0, retry),
+        checkpoint=True,
     )
 
 
@@ -201,7 +219,12 @@ def run(args: argparse.Namespace) -> int:
         getattr(args, "log_format", "console"), getattr(args, "log_level", "info"), "agent"
     )
     try:
-        master = Endpoint.parse(args.master)
+        if not args.zk_session_timeout > 0:
+            raise ValueError("--zk-session-timeout must be positive")
+        try:
+            master = detector_for(args.master, session_timeout=args.zk_session_timeout)
+        except ValueError as exc:
+            raise ValueError(f"--master {args.master!r}: {exc}") from None
         if not 0 <= args.http_port < 65536:
             raise ValueError(f"--http-port {args.http_port} is not a port")
         os.makedirs(args.work_dir, exist_ok=True)
@@ -220,7 +243,7 @@ def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def _serve(args: argparse.Namespace, master: Endpoint) -> int:
+async def _serve(args: argparse.Namespace, master: MasterDetector) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

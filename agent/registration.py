@@ -6,6 +6,12 @@ minimum backoff, when a registered agent hears nothing from the master for ``pin
 seconds, is told NOT_REGISTERED, or sees its connection re-established. It keeps the agent id
 across re-registrations (``forget`` drops it when the master shuts the agent down).
 
+Following a leading master (``leader_changed``): while no master leads the agent does not
+register at all (it keeps its tasks and updates and waits); when a new leader is announced the
+first registration waits ``jitter * backoff_min`` (``jitter`` in [0, 1), drawn by the caller),
+except for the first leader the agent ever learns of, so thousands of agents re-registering
+after a failover spread out instead of stampeding the new leader.
+
 ``register_envelope`` builds the RegisterAgent message itself.
 """
 
@@ -32,6 +38,9 @@ class MasterLink:
     next_attempt: float = float("-inf")
     last_attempt: float = float("-inf")
     backoff: float = field(default=0.0)
+    leader_known: bool = True  # False while the detector knows of no leading master.
+    had_leader: bool = False  # A leader was announced before (the next one is a change).
+    hold_until: float = float("-inf")  # No registration before this (jittered leader change).
 
     def __post_init__(self) -> None:
         self.backoff = self.backoff_min
@@ -45,8 +54,26 @@ class MasterLink:
         return self.registered and now - self.last_heard > self.ping_timeout
 
     def registration_due(self, now: float) -> bool:
-        """True when an unregistered agent's next attempt is due."""
-        return not self.registered and now >= self.next_attempt
+        """True when an unregistered agent's next attempt is due (and a master leads)."""
+        return (
+            self.leader_known
+            and not self.registered
+            and now >= self.next_attempt
+            and now >= self.hold_until
+        )
+
+    def leader_changed(self, leading: bool, now: float, jitter: float) -> float:
+        """A new leader (``leading``) or none: registers again, after ``jitter * backoff_min``
+        unless this is the first leader ever announced. Returns the delay chosen."""
+        self.lose()
+        self.leader_known = leading
+        if not leading:
+            return 0.0
+        delay = min(max(jitter, 0.0), 1.0) * self.backoff_min if self.had_leader else 0.0
+        self.had_leader = True
+        self.hold_until = now + delay
+        self.next_attempt = self.hold_until
+        return delay
 
     def lose(self) -> None:
         """The master is gone (or forgot us): register again, backoff restarted."""
@@ -62,6 +89,8 @@ class MasterLink:
     def may_register_now(self, now: float) -> bool:
         """True unless an attempt went out less than ``backoff_min`` ago while unregistered
         (so a burst of NOT_REGISTERED errors sends one registration, not one each)."""
+        if not self.leader_known or now < self.hold_until:
+            return False
         return self.registered or now - self.last_attempt >= self.backoff_min
 
     def attempted(self, now: float) -> None:

@@ -10,6 +10,20 @@ whose ``can_run`` accepts the task), kills, and health-check probes (``health_pr
 when it has one), whose results come back as ``HealthCheckResult`` events. When ``stop`` is set
 it kills every task and returns once their containers are gone (or after a bounded wait).
 
+Recovery (``config.checkpoint``): the state's checkpoint commands are carried out by
+``checkpoint.CheckpointStore`` as they come, in order. At start, before anything else, the
+checkpoint is read back and fed to the state (``Recovered``); for every task it names the
+shell finds the container again (``RecoverContainer``: a process task by its waiter, pid and
+cgroup, a Docker task by its labels) and reports it running (``ContainerRecovered``) or ended,
+with its real exit status (``ContainerExited``). Docker containers labelled with this agent's
+id that no checkpointed task owns (a launch given up on) are removed.
+
+The master: ``master`` is a detector (``proto.detector``; an ``Endpoint`` means a fixed one).
+Each leader it reports gets a new DEALER socket, and the state is told (``LeaderChanged``, with
+a random jitter for its re-registration); while no master leads, nothing is sent and the tasks
+and their updates wait. A master that does not lead may name the one that does
+(``SwitchMaster``): with a fixed detector the agent follows it.
+
 Usage::
 
     service = AgentService(config, Endpoint.parse("127.0.0.1:5050"))
@@ -20,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +46,8 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from mensa.agent.checkpoint import CheckpointStore
+from mensa.agent.checkpoint_records import RecoveredAgent
 from mensa.agent.containerizer.base import (
     ContainerHandle,
     Containerizer,
@@ -37,18 +55,29 @@ from mensa.agent.containerizer.base import (
     LaunchSpec,
     Termination,
 )
+from mensa.agent.containerizer.launcher import AdoptedTask
 from mensa.agent.containerizer.process import ProcessContainerizer
 from mensa.agent.events import (
+    CheckpointAck,
+    CheckpointAgent,
+    CheckpointTask,
+    CheckpointUpdate,
     ContainerExited,
+    ContainerRecovered,
     ContainerStarted,
     Event,
     KillContainer,
     LaunchContainer,
     LaunchFailed,
+    LeaderChanged,
     MasterMessage,
     MasterReconnected,
+    RecoverContainer,
+    Recovered,
+    RemoveCheckpoint,
     SendToMaster,
     StopRequested,
+    SwitchMaster,
     Tick,
 )
 from mensa.agent.health import HealthCheckResult, RunHealthCheck
@@ -58,7 +87,9 @@ from mensa.agent.state import AgentCommand, AgentConfig, AgentEvent, AgentState
 from mensa.agent.status_updates import TaskKey
 from mensa.deploy.runtime import write_endpoints
 from mensa.proto import internal_pb2, mensa_pb2, transport
+from mensa.proto.detector import FixedDetector, MasterDetector
 from mensa.proto.transport import Endpoint, TransportError
+from mensa.proto.zk import Leader
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +116,7 @@ class AgentService:
     def __init__(
         self,
         config: AgentConfig,
-        master: Endpoint,
+        master: Endpoint | MasterDetector,
         containerizers: Sequence[Containerizer] | None = None,
         *,
         tick_seconds: float = TICK_SECONDS,
@@ -93,10 +124,20 @@ class AgentService:
         wall_clock: Callable[[], float] = time.time,
         publish_endpoints: bool = True,
         max_health_checks: int = MAX_HEALTH_CHECKS,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
-        self.master = master
+        self.detector: MasterDetector = (
+            FixedDetector(master) if isinstance(master, Endpoint) else master
+        )
+        self.master: Endpoint | None = master if isinstance(master, Endpoint) else None
         self.state = AgentState(config)
+        self.store = CheckpointStore(config.work_dir) if config.checkpoint else None
+        self._jitter = jitter
+        self._ctx: zmq.asyncio.Context | None = None
+        self._monitor: zmq.asyncio.Socket | None = None
+        self._socket_loops: list[asyncio.Task[None]] = []
+        self._docker_found: dict[str, Any] = {}
         self.containerizers: list[Containerizer] = list(containerizers or [ProcessContainerizer()])
         self.tick_seconds = tick_seconds
         self._clock = clock
@@ -123,37 +164,166 @@ class AgentService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serves until ``stop`` is set, then kills every task and returns when they are gone."""
-        ctx = zmq.asyncio.Context()
-        self._sock = transport.new_dealer(ctx)
-        monitor = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED)  # before connecting
-        self._sock.connect(self.master.url)
+        self._ctx = zmq.asyncio.Context()
+        loop = asyncio.get_running_loop()
         log.info(
             "agent_started",
-            master=str(self.master),
+            master=str(self.detector),
             hostname=self.config.hostname,
             http_port=self.config.http_port,
             work_dir=self.config.work_dir,
         )
-        loops = [
-            asyncio.create_task(self._receive_loop(self._sock), name="agent-receive"),
-            asyncio.create_task(self._tick_loop(), name="agent-tick"),
-            asyncio.create_task(self._monitor_loop(monitor), name="agent-monitor"),
-        ]
+        loops = [asyncio.create_task(self._tick_loop(), name="agent-tick")]
         try:
+            await self.recover()
+            if not isinstance(self.detector, FixedDetector):
+                self.dispatch(LeaderChanged(None))  # until the detector reports one
+            home = threading.get_ident()
+
+            def on_change(leader: Leader | None) -> None:
+                # A FixedDetector reports at once, on this thread; a ZkDetector from kazoo's.
+                if threading.get_ident() == home:
+                    self._on_leader(leader)
+                else:
+                    loop.call_soon_threadsafe(self._on_leader, leader)
+
+            self.detector.start(on_change)
             self.dispatch(Tick())
             await stop.wait()
             await self._stop_tasks()
         finally:
+            self.detector.stop()
+            loops += self._socket_loops
             for task in [*loops, *self._probes]:
                 task.cancel()
             await asyncio.gather(*loops, *self._probes, return_exceptions=True)
-            with contextlib.suppress(zmq.ZMQError):
-                self._sock.disable_monitor()
-            monitor.close(linger=0)
-            self._sock.close(linger=CLOSE_LINGER_MS)
-            self._sock = None
-            ctx.term()
+            self._close_socket(CLOSE_LINGER_MS)
+            self._ctx.term()
             log.info("agent_stopped", agent_id=self.state.agent_id)
+
+    # -- the leading master --------------------------------------------------------------------
+
+    def _on_leader(self, leader: Leader | None) -> None:
+        """The detector (or a NOT_LEADER answer) named the leading master, or none."""
+        if leader is None:
+            self.dispatch(LeaderChanged(None))
+            return
+        if self._sock is None or self.master != leader.zmq:
+            self._connect(leader.zmq)
+        info = mensa_pb2.MasterInfo()
+        info.CopyFrom(leader.info)
+        info.zmq_endpoint = info.zmq_endpoint or leader.zmq.url
+        self.dispatch(LeaderChanged(info, jitter=self._jitter()))
+
+    def _connect(self, endpoint: Endpoint) -> None:
+        """Replaces the DEALER socket by a new one connected to ``endpoint``."""
+        self._close_socket(0)
+        if self._ctx is None:
+            return
+        self.master = endpoint
+        sock = transport.new_dealer(self._ctx)
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)  # before connecting
+        sock.connect(endpoint.url)
+        self._sock = sock
+        self._socket_loops = [
+            asyncio.create_task(self._receive_loop(sock), name="agent-receive"),
+            asyncio.create_task(self._monitor_loop(self._monitor), name="agent-monitor"),
+        ]
+        log.info("master_socket_connected", master=str(endpoint))
+
+    def _close_socket(self, linger_ms: int) -> None:
+        loops, self._socket_loops = self._socket_loops, []
+        for task in loops:
+            task.cancel()
+        sock, monitor, self._sock, self._monitor = self._sock, self._monitor, None, None
+        if sock is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+            sock.close(linger=linger_ms)
+        if monitor is not None:
+            monitor.close(linger=0)
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Reads the checkpoint (when checkpointing) and rebuilds the state from it."""
+        if self.store is None:
+            return
+        checkpoint = self.store.load()
+        if checkpoint.agent_id:
+            await self._find_docker_containers(checkpoint)
+        self.dispatch(Recovered(checkpoint))
+
+    async def _find_docker_containers(self, checkpoint: RecoveredAgent) -> None:
+        docker = next((c for c in self.containerizers if c.name == "docker"), None)
+        find = getattr(docker, "find_containers", None)
+        if docker is None or find is None:
+            return
+        owned = {t.checkpoint.container_id for t in checkpoint.tasks}
+        for found in await find(checkpoint.agent_id):
+            if found.container_id in owned:
+                self._docker_found[found.container_id] = found
+                continue
+            log.warning("docker_orphan_found", container_id=found.container_id,
+                        task_id=found.task_id, reason="no task of this agent owns it",
+                        action="removing it")
+            await docker.remove(found)  # type: ignore[attr-defined]
+
+    async def _recover_container(self, key: TaskKey, container: _Container,
+                                 command: RecoverContainer) -> None:
+        """Finds a checkpointed task's container, reports it, waits for its end."""
+        final: Event
+        try:
+            final = await self._find_and_wait(key, container, command)
+        except Exception as exc:
+            log.exception("container_recovery_failed", framework_id=key[0], task_id=key[1])
+            final = ContainerExited(*key, reason=mensa_pb2.TaskStatus.REASON_EXECUTOR_TERMINATED,
+                                    message=f"lost track of the container: {exc}")
+        if self._containers.get(key) is container:
+            del self._containers[key]
+        self.dispatch(final)
+
+    async def _find_and_wait(self, key: TaskKey, container: _Container,
+                             command: RecoverContainer) -> Event:
+        by_name = {c.name: c for c in self.containerizers}
+        found = self._docker_found.get(command.spec.container_id)
+        handle: ContainerHandle | None = None
+        ended = False
+        if found is not None and "docker" in by_name:
+            containerizer = by_name["docker"]
+            handle = await containerizer.recover(found)  # type: ignore[attr-defined]
+            ended = not found.running
+        elif command.containerizer in ("", "process") and "process" in by_name:
+            containerizer = by_name["process"]
+            process = containerizer.recover(  # type: ignore[attr-defined]
+                command.spec, command.pid, command.waiter_pid)
+            adopted = process.process
+            if isinstance(adopted, AdoptedTask):
+                ended = adopted.recorded() is not None
+                if not ended and adopted.pid is None and not adopted.waiter_alive():
+                    return LaunchFailed(*key, message="the agent restarted while it was "
+                                        "launching the task")
+            handle = process
+        else:
+            return ContainerExited(
+                *key, reason=mensa_pb2.TaskStatus.REASON_EXECUTOR_TERMINATED,
+                message=f"the task's {command.containerizer or 'docker'} container was not "
+                "found after the agent restarted")
+        assert handle is not None
+        container.containerizer, container.handle = containerizer, handle
+        if not ended:
+            self.dispatch(ContainerRecovered(*key, pid=handle.pid))
+        if container.kill_grace is not None:
+            self._spawn(containerizer.kill(handle, container.kill_grace))
+        termination = await containerizer.wait(handle)
+        return ContainerExited(
+            *key,
+            exit_code=termination.exit_code,
+            signal=termination.signal,
+            killed_by_us=termination.killed_by_us,
+            reason=termination.reason,
+            message=termination.message,
+        )
 
     async def _stop_tasks(self) -> None:
         log.info("agent_stopping_killing_tasks", tasks=len(self._containers))
@@ -220,6 +390,19 @@ class AgentService:
     def _execute(self, command: AgentCommand) -> None:
         if isinstance(command, SendToMaster):
             self._send(command.envelope)
+        elif isinstance(
+            command,
+            CheckpointUpdate | CheckpointAck | CheckpointTask | RemoveCheckpoint | CheckpointAgent,
+        ):
+            if self.store is not None:
+                self.store.execute(command)
+        elif isinstance(command, RecoverContainer):
+            key = (command.framework_id, command.task_id)
+            container = _Container(command.spec)
+            self._containers[key] = container
+            container.task = asyncio.create_task(self._recover_container(key, container, command))
+        elif isinstance(command, SwitchMaster):
+            self._switch_master(command.leader)
         elif isinstance(command, LaunchContainer):
             key = (command.framework_id, command.task_id)
             container = _Container(command.spec)
@@ -232,6 +415,21 @@ class AgentService:
             self._probes.add(probe)
             probe.add_done_callback(self._probes.discard)
             probe.add_done_callback(_log_task_failure)
+
+    def _switch_master(self, info: mensa_pb2.MasterInfo) -> None:
+        if not isinstance(self.detector, FixedDetector):
+            log.info("leader_hint_ignored", leader=info.zmq_endpoint,
+                     reason="the leader is detected through ZooKeeper")
+            return
+        try:
+            leader = Leader.from_info(info)
+        except ValueError as exc:
+            log.warning("leader_hint_ignored", leader=info.zmq_endpoint, reason=str(exc))
+            return
+        if leader.zmq == self.master:
+            return
+        log.info("master_redirected", leader=str(leader.zmq))
+        asyncio.get_running_loop().call_soon(self._on_leader, leader)
 
     def _send(self, envelope: internal_pb2.Envelope) -> None:
         if self._sock is None:
@@ -283,7 +481,9 @@ class AgentService:
             container.handle = await containerizer.launch(spec)
         except LaunchError as exc:
             return LaunchFailed(*key, message=str(exc))
-        self.dispatch(ContainerStarted(*key, pid=container.handle.pid))
+        self.dispatch(ContainerStarted(*key, pid=container.handle.pid,
+                                       containerizer=containerizer.name,
+                                       waiter_pid=getattr(container.handle, "waiter_pid", None)))
         if container.kill_grace is not None:
             # Killed while it was being launched (an image pull, say): it never ran as far as
             # the framework knows, so it gets no grace period.

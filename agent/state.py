@@ -31,6 +31,8 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import uuid as _uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -39,19 +41,30 @@ from typing import Any
 
 import structlog
 
+from mensa.agent.checkpoint_records import RecoveredAgent, task_dir
 from mensa.agent.containerizer.base import LaunchSpec
 from mensa.agent.events import (
+    CheckpointAck,
+    CheckpointAgent,
+    CheckpointTask,
+    CheckpointUpdate,
     Command,
     ContainerExited,
+    ContainerRecovered,
     ContainerStarted,
     Event,
     KillContainer,
     LaunchContainer,
     LaunchFailed,
+    LeaderChanged,
     MasterMessage,
     MasterReconnected,
+    RecoverContainer,
+    Recovered,
+    RemoveCheckpoint,
     SendToMaster,
     StopRequested,
+    SwitchMaster,
     Tick,
 )
 from mensa.agent.health import HealthChecker, HealthCheckResult, RunHealthCheck, health_checker
@@ -92,6 +105,8 @@ class AgentConfig:
     default_ping_timeout: float = 15.0
     update_retry_min: float = 1.0
     update_retry_max: float = 60.0
+    # Emit checkpoint commands (what a restarted agent needs to recover its tasks).
+    checkpoint: bool = False
 
 
 def _new_uuid() -> bytes:
@@ -173,6 +188,12 @@ class AgentState:
         elif isinstance(event, MasterReconnected):
             log.info("master_reconnected", agent_id=self.agent_id)
             self._register_now()
+        elif isinstance(event, ContainerRecovered):
+            self._on_container_recovered(event)
+        elif isinstance(event, Recovered):
+            self._on_recovered(event.checkpoint)
+        elif isinstance(event, LeaderChanged):
+            self._on_leader_changed(event)
         elif isinstance(event, StopRequested):
             self._on_stop()
         if self.link.registered:
@@ -228,9 +249,12 @@ class AgentState:
             return
         if self.agent_id and self.agent_id != agent_id:
             log.warning("agent_id_changed", old_agent_id=self.agent_id, agent_id=agent_id)
+        changed = agent_id != self.agent_id
         if not self.link.accept(reply, self._now):
             log.debug("duplicate_registration_reply", agent_id=agent_id)
             return
+        if changed and self.config.checkpoint:
+            self._out.append(CheckpointAgent(agent_id))
         log.info(
             "agent_registered",
             agent_id=agent_id,
@@ -278,6 +302,9 @@ class AgentState:
             log.info("master_does_not_know_agent", agent_id=self.agent_id, message=error.message)
             self._register_now()
             return
+        if error.code == Error.NOT_LEADER:
+            self._on_not_leader(error)
+            return
         code = Error.Code.Name(error.code) if error.code in Error.Code.values() else error.code
         # UNKNOWN_TASK answers a status update: it stays queued and is retried by backoff.
         log.warning(
@@ -305,7 +332,9 @@ class AgentState:
         record.task_info.CopyFrom(message.task)
         self.tasks[key] = record
         if self.stopping:
+            self._checkpoint(record)
             self._set_state(record, mensa_pb2.TASK_DROPPED, "the agent is shutting down")
+            self._maybe_complete(key)
             return
         try:
             spec = self._launch_spec(record, self.agent_id)
@@ -315,11 +344,14 @@ class AgentState:
                 )
         except InvalidTask as exc:
             tlog.warning("task_refused", reason=str(exc))
+            self._checkpoint(record)
             self._set_state(record, mensa_pb2.TASK_ERROR, str(exc), TaskStatus.REASON_TASK_INVALID)
             self._maybe_complete(key)
             return
         record.sandbox = spec.sandbox
+        record.container_id = spec.container_id
         record.container_running = True
+        self._checkpoint(record)
         if _has_image(record.task_info):
             # STAGING while the image may be pulled: STARTING comes when the container exists.
             tlog.info("task_staging", reason="its container image may need pulling")
@@ -328,8 +360,11 @@ class AgentState:
         self._out.append(LaunchContainer(framework_id, task_id, spec))
         tlog.info("task_launching", sandbox=spec.sandbox)
 
-    def _launch_spec(self, record: TaskRecord, agent_id: str) -> LaunchSpec:
-        """Returns what to launch for a task; raises InvalidTask when it cannot be run."""
+    def _launch_spec(
+        self, record: TaskRecord, agent_id: str, container_id: str | None = None
+    ) -> LaunchSpec:
+        """Returns what to launch for a task (with a new container id unless one is given);
+        raises InvalidTask when it cannot be run."""
         info, framework_id, task_id = record.task_info, record.framework_id, record.task_id
         sandbox = sandbox_path(self.config.work_dir, agent_id, framework_id, task_id)
         if info.HasField("executor"):
@@ -346,8 +381,9 @@ class AgentState:
             hostname=self.config.hostname,
             path=self.config.path_env,
         )
+        runtime_dir = task_dir(self.config.work_dir, framework_id, task_id)
         return LaunchSpec(
-            container_id=self.uuid_factory().hex(),
+            container_id=container_id or self.uuid_factory().hex(),
             framework_id=framework_id,
             task_id=task_id,
             executable=executable,
@@ -356,6 +392,7 @@ class AgentState:
             sandbox=sandbox,
             task_info=info,
             user=info.command.user or None,
+            runtime_dir=runtime_dir if self.config.checkpoint else "",
         )
 
     def _on_kill_task(self, message: internal_pb2.KillTask) -> None:
@@ -408,12 +445,15 @@ class AgentState:
         result = self.updates.acknowledge(*key, message.uuid, self._now)
         _tlog(*key).debug("status_update_acknowledgement_received", result=result.value)
         if result is Ack.ACCEPTED:
+            if self.config.checkpoint and key in self.tasks:
+                self._out.append(CheckpointAck(*key, message.uuid))
             self._maybe_complete(key)
 
     def _silence_and_kill(self, records: list[TaskRecord]) -> None:
         """Kills tasks whose updates are no longer wanted (framework or agent shut down)."""
         for record in records:
             record.silent = True
+            self._checkpoint(record)
             self._kill(record)
         for record in records:
             self._maybe_complete((record.framework_id, record.task_id))
@@ -451,6 +491,107 @@ class AgentState:
             self._kill(record)
         log.info("agent_stopping", tasks_killed=len(running))
 
+    # -- checkpoint and recovery ---------------------------------------------------------------
+
+    def _checkpoint(self, record: TaskRecord) -> None:
+        if self.config.checkpoint:
+            self._out.append(CheckpointTask(record.to_checkpoint()))
+
+    def _on_recovered(self, checkpoint: RecoveredAgent) -> None:
+        """Rebuilds the agent from its checkpoint: its id, its tasks and their unacknowledged
+        updates; asks the shell to find each task's container again."""
+        if self.tasks or self.link.registered:
+            log.warning("recovery_ignored", reason="the agent already has tasks or a master")
+            return
+        if checkpoint.agent_id:
+            self.link.agent_id = checkpoint.agent_id
+        for recovered in checkpoint.tasks:
+            cp = recovered.checkpoint
+            key = (cp.framework_id, cp.task_id)
+            record = TaskRecord(cp.framework, cp.task_info, sandbox=cp.sandbox, pid=cp.pid,
+                                silent=cp.silent, latest_status=recovered.latest,
+                                container_id=cp.container_id, containerizer=cp.containerizer,
+                                waiter_pid=cp.waiter_pid)
+            if recovered.latest is not None:
+                record.state = recovered.latest.state
+            self.tasks[key] = record
+            if not cp.silent:
+                for status in recovered.pending:
+                    self.updates.enqueue(*key, status, self._now)
+            tlog = _tlog(*key)
+            tlog.info("task_recovered", state=_state_name(record.state),
+                      pending_updates=len(recovered.pending), container_id=cp.container_id)
+            if record.terminal or not cp.container_id:
+                if not record.terminal:
+                    self._set_state(record, mensa_pb2.TASK_FAILED,
+                                    "the agent restarted before the task was launched",
+                                    TaskStatus.REASON_AGENT_RESTARTED)
+                self._maybe_complete(key)
+                continue
+            self._recover_container(record)
+        log.info("agent_recovered", agent_id=self.agent_id, tasks=len(self.tasks),
+                 pending_updates=len(self.updates), skipped=len(checkpoint.skipped))
+
+    def _recover_container(self, record: TaskRecord) -> None:
+        key = (record.framework_id, record.task_id)
+        agent_id = self.agent_id or ""
+        try:
+            spec = self._launch_spec(record, agent_id, record.container_id)
+        except InvalidTask as exc:  # It was valid when launched: the code changed since.
+            _tlog(*key).warning("task_not_recoverable", reason=str(exc))
+            spec = LaunchSpec(record.container_id, *key, "", (), {}, record.sandbox,
+                              record.task_info)
+        if record.sandbox and spec.sandbox != record.sandbox:
+            spec = _with_sandbox(spec, record.sandbox)
+        if record.task_info.HasField("health_check") and not record.silent:
+            with contextlib.suppress(InvalidTask):
+                self.health[key] = health_checker(record.task_info.health_check, env=spec.env,
+                                                  sandbox=spec.sandbox, user=spec.user)
+        record.container_running = True
+        self._out.append(RecoverContainer(*key, spec, record.containerizer, record.pid,
+                                          record.waiter_pid))
+        if record.state == mensa_pb2.TASK_KILLING or record.silent:
+            # A kill was under way when the agent went down: finish it.
+            self._kill(record)
+
+    def _on_container_recovered(self, event: ContainerRecovered) -> None:
+        record = self._running_record(event.framework_id, event.task_id, "container_recovery")
+        if record is None:
+            return
+        if event.pid is not None:
+            record.pid = event.pid
+        _tlog(event.framework_id, event.task_id).info("task_reattached", pid=record.pid)
+        if record.kill_requested:
+            return
+        if record.state == mensa_pb2.TASK_STAGING:
+            self._set_state(record, mensa_pb2.TASK_STARTING)
+        if record.state == mensa_pb2.TASK_STARTING:
+            self._set_state(record, mensa_pb2.TASK_RUNNING)
+        checker = self.health.get((event.framework_id, event.task_id))
+        if checker is not None:
+            checker.start(self._now)
+
+    # -- the leading master --------------------------------------------------------------------
+
+    def _on_leader_changed(self, event: LeaderChanged) -> None:
+        if event.leader is None:
+            self.link.leader_changed(False, self._now, 0.0)
+            log.warning("leader_unknown", agent_id=self.agent_id, tasks=len(self.tasks),
+                        pending_updates=len(self.updates), action="waiting for a leader")
+            return
+        delay = self.link.leader_changed(True, self._now, event.jitter)
+        log.info("leader_changed", agent_id=self.agent_id, master_id=event.leader.id,
+                 leader=event.leader.zmq_endpoint or None, registration_delay=round(delay, 3))
+
+    def _on_not_leader(self, error: internal_pb2.Error) -> None:
+        leader = error.leader if error.HasField("leader") else None
+        log.warning("master_not_leading", agent_id=self.agent_id, message=error.message,
+                    leader=leader.zmq_endpoint if leader is not None else None)
+        if self.link.registered:
+            self.link.lose()
+        if leader is not None and leader.zmq_endpoint:
+            self._out.append(SwitchMaster(leader))
+
     # -- container events ----------------------------------------------------------------------
 
     def _running_record(self, framework_id: str, task_id: str, what: str) -> TaskRecord | None:
@@ -465,6 +606,9 @@ class AgentState:
         if record is None:
             return
         record.pid = event.pid
+        record.containerizer = event.containerizer
+        record.waiter_pid = event.waiter_pid
+        self._checkpoint(record)
         _tlog(event.framework_id, event.task_id).info("task_started", pid=event.pid)
         if not record.kill_requested:
             if record.state == mensa_pb2.TASK_STAGING:
@@ -597,6 +741,8 @@ class AgentState:
         if healthy is not None:
             status.healthy = healthy
         if record is None or not record.silent:
+            if self.config.checkpoint and record is not None:
+                self._out.append(CheckpointUpdate(framework_id, task_id, status))
             self.updates.enqueue(framework_id, task_id, status, self._now)
         return status
 
@@ -625,7 +771,13 @@ class AgentState:
         del self.tasks[key]
         self.health.pop(key, None)
         self.completed.append(record)
+        if self.config.checkpoint:
+            self._out.append(RemoveCheckpoint(*key))
         _tlog(*key).info("task_completed", state=_state_name(record.state))
+
+
+def _with_sandbox(spec: LaunchSpec, sandbox: str) -> LaunchSpec:
+    return dataclasses.replace(spec, sandbox=sandbox)
 
 
 def _has_image(info: mensa_pb2.TaskInfo) -> bool:

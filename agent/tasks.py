@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal as _signal
 from dataclasses import dataclass
 
+from mensa.agent.checkpoint_records import TaskCheckpoint
 from mensa.agent.events import ContainerExited
 from mensa.proto import mensa_pb2
 from mensa.proto.states import TERMINAL_STATES
@@ -27,6 +28,9 @@ class TaskRecord:
     kill_requested: bool = False
     silent: bool = False  # Its framework (or the agent) was shut down: no more updates.
     latest_status: mensa_pb2.TaskStatus | None = None
+    container_id: str = ""
+    containerizer: str = ""  # The name of the containerizer that started it.
+    waiter_pid: int | None = None  # The process recording its exit status (process tasks).
 
     @property
     def framework_id(self) -> str:
@@ -39,6 +43,19 @@ class TaskRecord:
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    def to_checkpoint(self) -> TaskCheckpoint:
+        """Returns what is checkpointed of this task (its updates are logged separately)."""
+        return TaskCheckpoint(
+            self.framework,
+            self.task_info,
+            container_id=self.container_id,
+            containerizer=self.containerizer,
+            pid=self.pid,
+            waiter_pid=self.waiter_pid,
+            sandbox=self.sandbox,
+            silent=self.silent,
+        )
 
     def grace_seconds(self, default: float) -> float:
         """The task's kill grace period: its TaskInfo.kill_policy, else ``default``."""

@@ -50,6 +50,9 @@ class LaunchSpec:
     sandbox: str
     task_info: mensa_pb2.TaskInfo = field(default_factory=mensa_pb2.TaskInfo, compare=False)
     user: str | None = None
+    # A directory outside the sandbox for the container's runtime files (the exit status a
+    # process task's waiter records, so a restarted agent learns how it ended); "" for none.
+    runtime_dir: str = ""
 
     @property
     def stdout_path(self) -> str:

@@ -403,6 +403,16 @@ class TaskCgroup:
             raise
         return cg
 
+    @classmethod
+    def existing(cls, hierarchy: Hierarchy, container_id: str, limits: Limits) -> TaskCgroup | None:
+        """Returns the task's cgroup if an earlier run of the agent created it (None if gone)."""
+        if not container_id or "/" in container_id or container_id in (".", ".."):
+            return None
+        dirs = {c: base / container_id for c, base in hierarchy.bases.items()}
+        if not any(d.is_dir() for d in dirs.values()):
+            return None
+        return cls(hierarchy, container_id, limits, dirs)
+
     def distinct_dirs(self) -> list[Path]:
         seen: list[Path] = []
         for d in self.dirs.values():

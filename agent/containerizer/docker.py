@@ -274,6 +274,17 @@ class DockerContainerizer:
             log.warning("docker_exec_failed", container_id=h.container_id, error=_explain(exc))
             return 125
 
+    async def remove(self, found: FoundContainer) -> None:
+        """Force-removes a container found on the engine (an orphan found at recovery)."""
+
+        def remove() -> None:
+            with contextlib.suppress(*_UNREACHABLE, docker.errors.DockerException):
+                self._connect().api.remove_container(found.docker_id, force=True)
+                log.info("docker_orphan_removed", container_id=found.container_id,
+                         task_id=found.task_id)
+
+        await self._call(remove)
+
     def _remove_abandoned(self, container_id: str) -> None:
         """Force-removes the container of a launch that was given up on (blocking)."""
         with contextlib.suppress(*_UNREACHABLE, docker.errors.DockerException):

@@ -4,6 +4,22 @@
 PID namespace, user, rlimits) before it execs the task, so no ``preexec_fn`` is needed and
 ``subprocess`` keeps using vfork. ``Child`` learns of a spawned process's exit through a pidfd
 on the event loop (a thread where pidfds are missing). The rest are small process-group helpers.
+
+The waiter (``waiter_argv``): so that a task outlives an agent killed with SIGKILL *and* its
+exit status is not lost with the agent, the agent's child is a small ``/bin/sh`` waiter
+(``mensa-wait``) that starts the launcher with ``setsid`` (the task gets its own session and
+process group, so signals to the task's group or cgroup never reach the waiter; the waiter
+never joins the task's cgroups) with a pipe to the agent as fd 3, on which the task's launcher
+prints its pid once it has its own process group and has joined its cgroups (so a kill right
+after the launch reaches it); the waiter then waits for the task, writes ``$?`` and a newline
+to ``<runtime dir>/exit_status`` (one short write of a fresh file: a reader sees nothing, or
+the whole status with its newline), and then exits
+the way the task did: with the same code, or killed by the same signal (the shell reports a
+signal N as 128+N; the waiter re-raises it with core dumps off), so the agent sees the waiter's
+end as it used to see the task's. Cost: one ``setsid`` exec and a fork of ``/bin/sh`` per
+launch, all in the child. ``WaitedTask`` is such a task while the agent runs;
+``AdoptedTask`` one found again after a restart (no longer the agent's descendant): its end is
+learnt from the waiter's exit (a pidfd) and its exit_status file.
 """
 
 from __future__ import annotations
@@ -22,6 +38,15 @@ from mensa.agent.containerizer.base import LaunchError, LaunchSpec
 
 SHELL = "/bin/sh"
 LAUNCHER_NAME = "mensa-launch"
+WAITER_NAME = "mensa-wait"
+EXIT_STATUS_FILE = "exit_status"
+ADOPTED_POLL_SECONDS = 0.5
+# $1 the exit status file, $2 the task's stdout, then setsid and the launcher's argv.
+WAITER_SCRIPT = (
+    'f=$1; o=$2; shift 2; "$@" 3>&1 >>"$o" & p=$!; exec >/dev/null; '
+    'wait $p; c=$?; echo $c >"$f"; '
+    'if [ $c -gt 128 ] && [ $c -lt 193 ]; then ulimit -c 0; kill -$((c - 128)) $$; fi; exit $c'
+)
 UNSHARE_ARGS = ("--pid", "--fork", "--mount-proc", "--kill-child")
 
 
@@ -66,6 +91,145 @@ class Child:
 
 
 
+class WaitedTask:
+    """A task started under a waiter (see the module docstring): ``pid`` is the task's (its
+    process group id), ``returncode`` and ``wait()`` the waiter's, which mirror the task's."""
+
+    def __init__(self, waiter: Child, pid: int) -> None:
+        self.waiter = waiter
+        self.pid: int | None = pid
+        self.waiter_pid = waiter.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.waiter.returncode
+
+    async def wait(self) -> int | None:
+        return await self.waiter.wait()
+
+
+class AdoptedTask:
+    """A task process found again after an agent restart; ``wait`` returns its exit code (or
+    minus the signal that killed it) as its waiter recorded it, or None when that is lost (the
+    waiter vanished without recording it, once nothing of the task is left)."""
+
+    def __init__(self, pid: int | None, waiter_pid: int | None, status_path: str) -> None:
+        self.pid = pid
+        self.waiter_pid = waiter_pid
+        self.status_path = status_path
+        self.returncode: int | None = None
+        self.ended = False
+
+    def recorded(self) -> tuple[int | None, int | None] | None:
+        """Returns (exit code, signal) from the exit status file, None while it is not there."""
+        from mensa.agent.checkpoint_records import parse_exit_status
+
+        if not self.status_path:
+            return None
+        try:
+            with open(self.status_path) as f:
+                return parse_exit_status(f.read(64))
+        except OSError:
+            return None
+
+    def waiter_alive(self) -> bool:
+        """True while the recorded waiter runs (checked by its command line, not just its pid)."""
+        if self.waiter_pid is None or not self.status_path:
+            return False
+        try:
+            with open(f"/proc/{self.waiter_pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{self.waiter_pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            return False
+        state = stat[stat.rfind(")") + 2 :].split()[:1]
+        return self.status_path.encode() in cmdline and state not in (["Z"], ["X"])
+
+    async def wait(self) -> int | None:
+        while True:
+            found = self.recorded()
+            if found is not None:
+                code, sig = found
+                self.returncode = -sig if sig is not None else code
+                self.ended = True
+                return self.returncode
+            if self.waiter_alive():
+                await _exit_of(self.waiter_pid)
+                continue
+            # No waiter, no status: wait for the task itself to go, then give up on its code.
+            if self.pid is not None and group_members(self.pid):
+                await asyncio.sleep(ADOPTED_POLL_SECONDS)
+                continue
+            found = self.recorded()
+            if found is None:
+                self.ended = True
+                return None
+
+
+async def _exit_of(pid: int | None) -> None:
+    """Returns once process ``pid`` (not necessarily a child) has exited, or after a poll
+    interval where pidfds are missing."""
+    if pid is None:
+        return
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        await asyncio.sleep(ADOPTED_POLL_SECONDS)
+        return
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def exited() -> None:
+        if not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(pidfd, exited)
+    try:
+        await asyncio.wait_for(gone, ADOPTED_POLL_SECONDS * 10)
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
+def waiter_argv(launcher: Sequence[str], status_path: str, stdout_path: str, setsid: str) -> list[str]:
+    """Returns the argv of a waiter that runs ``launcher`` (a ``launcher_argv`` with
+    ``report_pid``) in a new session with its stdout appended to ``stdout_path``, its own stdout
+    as fd 3 (where the task's pid is printed), and records its exit status in ``status_path``."""
+    return [SHELL, "-c", WAITER_SCRIPT, WAITER_NAME, status_path, stdout_path, setsid, *launcher]
+
+
+async def read_task_pid(popen: subprocess.Popen[bytes]) -> int:
+    """Reads the task pid a waiter prints on its stdout (a pipe); LaunchError if it prints none."""
+    assert popen.stdout is not None
+    fd = popen.stdout.fileno()
+    os.set_blocking(fd, False)
+    loop = asyncio.get_running_loop()
+    data = b""
+    ready: asyncio.Event = asyncio.Event()
+    loop.add_reader(fd, ready.set)
+    try:
+        while b"\n" not in data:
+            await ready.wait()
+            ready.clear()
+            try:
+                chunk = os.read(fd, 64)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        loop.remove_reader(fd)
+        popen.stdout.close()
+    text = data.strip()
+    if not text.isdigit():
+        raise LaunchError(f"the task's waiter did not start it (said {data!r})")
+    return int(text)
+
+
 def launcher_argv(
     argv: Sequence[str],
     executable: str,
@@ -74,14 +238,18 @@ def launcher_argv(
     unshare: str | None = None,
     setpriv: Sequence[str] = (),
     bash: str | None = None,
+    report_pid: bool = False,
 ) -> list[str]:
     """Returns the argv that runs ``argv`` (executing ``executable``) after joining the cgroups
     whose ``procs_files`` are given and lowering RLIMIT_AS to ``rlimit_as`` bytes, inside a new
     PID namespace when ``unshare`` (its path) is given and as another user when ``setpriv``
-    (its path and options) is given. Executed with /bin/sh."""
+    (its path and options) is given. With ``report_pid`` it prints its pid on fd 3 (and closes
+    it) just before it executes the task (for a waiter). Executed with /bin/sh."""
     steps = [f"echo 0 > {shlex.quote(f)}" for f in procs_files]
     if rlimit_as is not None:
         steps.append(f"ulimit -v {max(1, rlimit_as // 1024)}")
+    if report_pid:
+        steps.append("echo $$ >&3 && exec 3>&-")
     steps.append('exec "$@"')
     chain: list[str] = []
     if unshare:

@@ -49,13 +49,18 @@ import structlog
 from mensa.agent.containerizer import cgroups
 from mensa.agent.containerizer.base import ContainerHandle, LaunchError, LaunchSpec, Termination
 from mensa.agent.containerizer.launcher import (
+    EXIT_STATUS_FILE,
     SHELL,
+    AdoptedTask,
     Child,
+    WaitedTask,
     group_members,
     launcher_argv,
     open_outputs,
     probe_pid_namespace,
+    read_task_pid,
     signal_group,
+    waiter_argv,
 )
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import ResourceError, Resources
@@ -75,7 +80,7 @@ class ProcessHandle:
     """A task process; ``pid`` is also its process group id; ``cgroup`` its cgroup, if any."""
 
     container_id: str
-    process: Child
+    process: Child | WaitedTask | AdoptedTask
     cgroup: cgroups.TaskCgroup | None = None
     killed_by_us: bool = False
     kill_done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -87,6 +92,11 @@ class ProcessHandle:
     @property
     def pid(self) -> int | None:
         return self.process.pid
+
+    @property
+    def waiter_pid(self) -> int | None:
+        """The process recording the task's exit status (None without a waiter)."""
+        return getattr(self.process, "waiter_pid", None)
 
 
 def oom_message(limits: cgroups.Limits) -> str:
@@ -135,6 +145,7 @@ class ProcessContainerizer:
         self._unshare = shutil.which("unshare")
         self._setpriv = shutil.which("setpriv")
         self._bash = shutil.which("bash")
+        self._setsid = shutil.which("setsid")
         if pid_namespace is None:
             pid_namespace = probe_pid_namespace(self._unshare)
         elif pid_namespace and self._unshare is None:
@@ -247,6 +258,7 @@ class ProcessContainerizer:
             unshare=self._unshare if self.pid_namespace else None,
             setpriv=setpriv,
             bash=self._bash,
+            report_pid=bool(spec.runtime_dir) and self._setsid is not None,
         )
         try:
             stdout, stderr = open_outputs(spec)
@@ -254,6 +266,11 @@ class ProcessContainerizer:
             if cgroup is not None:
                 cgroup.try_remove()
             raise
+        waited = bool(spec.runtime_dir) and self._setsid is not None
+        if waited:
+            assert self._setsid is not None
+            status_path = os.path.join(spec.runtime_dir, EXIT_STATUS_FILE)
+            argv = waiter_argv(argv, status_path, spec.stdout_path, self._setsid)
         try:
             popen = subprocess.Popen(
                 argv,
@@ -261,7 +278,7 @@ class ProcessContainerizer:
                 cwd=spec.sandbox,
                 env=dict(spec.env),
                 stdin=subprocess.DEVNULL,
-                stdout=stdout,
+                stdout=subprocess.PIPE if waited else stdout,
                 stderr=stderr,
                 start_new_session=True,
                 # Every descriptor the agent holds is close-on-exec (Python, libzmq and tornado
@@ -275,15 +292,49 @@ class ProcessContainerizer:
         finally:
             stdout.close()
             stderr.close()
+        process: Child | WaitedTask = Child(popen)
+        if waited:
+            try:
+                process = WaitedTask(process, await read_task_pid(popen))
+            except LaunchError:
+                await process.wait()
+                if cgroup is not None:
+                    cgroup.try_remove()
+                raise
         log.info(
             "process_spawned",
             container_id=spec.container_id,
-            pid=popen.pid,
+            pid=process.pid,
+            waiter_pid=popen.pid if waited else None,
             argv=list(spec.argv),
             isolation=self.isolation,
             pid_namespace=self.pid_namespace,
         )
-        return ProcessHandle(spec.container_id, Child(popen), cgroup, setpriv=tuple(setpriv))
+        return ProcessHandle(spec.container_id, process, cgroup, setpriv=tuple(setpriv))
+
+    def recover(self, spec: LaunchSpec, pid: int | None, waiter_pid: int | None) -> ProcessHandle:
+        """Returns a handle for a task an earlier run of the agent launched (``pid`` the task,
+        ``waiter_pid`` its waiter, as checkpointed), for ``wait``, ``kill``, ``usage`` and
+        ``exec_in``; its end is read from the exit status its waiter records."""
+        status_path = os.path.join(spec.runtime_dir, EXIT_STATUS_FILE) if spec.runtime_dir else ""
+        try:
+            limits = cgroups.limits_from_resources(
+                Resources.from_proto(spec.task_info.resources), self.pids_max
+            )
+        except ResourceError:
+            limits = cgroups.Limits()
+        cgroup = None
+        if self.hierarchy is not None:
+            cgroup = cgroups.TaskCgroup.existing(self.hierarchy, spec.container_id, limits)
+        try:
+            setpriv = self._setpriv_args(spec.user)
+        except LaunchError:
+            setpriv = []
+        process = AdoptedTask(pid, waiter_pid, status_path)
+        log.info("process_recovered", container_id=spec.container_id, pid=pid,
+                 waiter_pid=waiter_pid, waiter_alive=process.waiter_alive(),
+                 cgroup=cgroup is not None)
+        return ProcessHandle(spec.container_id, process, cgroup, setpriv=tuple(setpriv))
 
     def _setpriv_args(self, user: str | None) -> list[str]:
         if not user or os.geteuid() != 0:
@@ -307,6 +358,15 @@ class ProcessContainerizer:
         its cgroup (or group); reports an OOM kill; removes the cgroup."""
         h = _own(handle)
         returncode = await h.process.wait()
+        if returncode is None:
+            # A recovered task whose exit status was lost with its waiter.
+            if h.cgroup is not None:
+                await _remove_cgroup(h)
+            return Termination(
+                killed_by_us=h.killed_by_us,
+                reason=mensa_pb2.TaskStatus.REASON_EXECUTOR_TERMINATED,
+                message="the task ended while the agent was down and its exit status was lost",
+            )
         if h.killing:
             # A kill is in progress: it SIGKILLs the rest after its grace period.
             await h.kill_done.wait()
@@ -384,6 +444,8 @@ def _check_executable(spec: LaunchSpec) -> None:
 def _members(h: ProcessHandle) -> list[int]:
     if h.cgroup is not None:
         return h.cgroup.pids()
+    if h.process.pid is None:
+        return []
     return group_members(h.process.pid)
 
 
@@ -392,14 +454,17 @@ def _signal(h: ProcessHandle, sig: signal.Signals) -> None:
     namespace that is ``unshare``, which then dies of SIGKILL itself (were its child, the
     namespace's init, killed first, unshare 2.38 would exit 1 instead of re-raising SIGKILL)
     and takes the namespace with it (``--kill-child``)."""
-    if sig == signal.SIGKILL and h.process.returncode is None:
+    pid = h.process.pid
+    ended = h.process.returncode is not None or getattr(h.process, "ended", False)
+    if sig == signal.SIGKILL and not ended and pid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(h.process.pid, sig)
+            os.kill(pid, sig)
     if h.cgroup is not None:
         h.cgroup.signal_all(sig)
-        if h.process.returncode is not None:
+        if ended:
             return  # The leader is reaped: its pid, hence the group id, may belong to another.
-    signal_group(h.process.pid, sig)
+    if pid is not None and not (ended and h.cgroup is None and isinstance(h.process, AdoptedTask)):
+        signal_group(pid, sig)
 
 
 async def _wait_gone(h: ProcessHandle, timeout: float) -> bool:

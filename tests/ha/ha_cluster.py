@@ -57,7 +57,8 @@ class HACluster:
             "agent", "--master", self.zk_uri, "--zk-session-timeout", str(self.session_timeout),
             "--work-dir", str(work), "--http-port", "0", "--resources", resources,
             "--hostname", name, "--kill-grace-period", "1", "--status-update-retry-interval", "0.3",
-            "--isolation", "rlimits", "--log-level", "debug", *extra), work).start()
+            "--isolation", "rlimits", "--pid-namespace", "off", "--log-level", "debug", *extra),
+            work).start()
         proc.endpoints()
         self.agents[name] = proc
         self.processes.append(proc)

@@ -36,6 +36,7 @@ PURE_MODULES = [
     "mensa.master.allocator.allocator",
     "mensa.master.http.state_json",
     "mensa.agent.state",
+    "mensa.agent.checkpoint_records",
     "mensa.agent.events",
     "mensa.agent.status_updates",
     "mensa.agent.registration",
