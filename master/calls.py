@@ -378,9 +378,15 @@ def kill(
         done = framework.find_completed(task_id)
         if done is not None and done.latest is not None:
             return _update(framework, done.latest)
-        state_ = mensa_pb2.TASK_UNKNOWN if framework.partition_aware else mensa_pb2.TASK_LOST
-        status = master_status(task_id, state_, now, reason=Status.REASON_TASK_UNKNOWN,
-                               message="task is unknown to the master")
+        agent_id = call.kill.agent_id.value
+        if agent_id in state.recovering_agents or (not agent_id and state.recovering(now)):
+            # Its agent may still re-register with this new master (and report the task): no
+            # answer, as Mesos does; the framework kills again after reconciling.
+            log.info("kill_deferred", framework_id=framework.framework_id, task_id=task_id)
+            return []
+        status = master_status(task_id, _unknown_task_state(state, framework, agent_id), now,
+                               reason=Status.REASON_TASK_UNKNOWN,
+                               message="task is unknown to the master", agent_id=agent_id or None)
         return _update(framework, status)
     if is_terminal(task.state):
         return []
@@ -426,6 +432,11 @@ def reconcile(
     if not call.reconcile.tasks:
         for task in framework.tasks.values():
             sends += _update(framework, _reconciled(task, now))
+        for task in framework.completed:
+            # Tasks of agents that are unreachable now: still the framework's, as in Mesos.
+            if task.agent_id in state.unreachable_agents and task.state in (
+                    mensa_pb2.TASK_UNREACHABLE, mensa_pb2.TASK_LOST):
+                sends += _update(framework, _reconciled(task, now))
         return sends
     for item in call.reconcile.tasks:
         task_id = item.task_id.value
@@ -450,12 +461,15 @@ def reconcile(
 def _unknown_task_state(state: MasterState, framework: FrameworkRecord, agent_id: str) -> TaskState:
     """What the master answers for a task it does not know, by what it knows of the agent (the
     Mesos table): LOST for frameworks that are not partition-aware; else UNREACHABLE on an
-    unreachable agent, GONE on a registered or removed one, UNKNOWN otherwise."""
+    unreachable agent, GONE on a registered one, GONE_BY_OPERATOR on one an operator removed,
+    UNKNOWN otherwise."""
     if not framework.partition_aware:
         return mensa_pb2.TASK_LOST
     if agent_id and agent_id in state.unreachable_agents:
         return mensa_pb2.TASK_UNREACHABLE
-    if agent_id and (agent_id in state.agents or agent_id in state.removed_agents):
+    if agent_id and agent_id in state.removed_agents:
+        return mensa_pb2.TASK_GONE_BY_OPERATOR
+    if agent_id and agent_id in state.agents:
         return mensa_pb2.TASK_GONE
     return mensa_pb2.TASK_UNKNOWN
 

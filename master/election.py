@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,13 +36,16 @@ import structlog
 
 from mensa.master.stores import RegistryConflict, RegistryUnavailable
 from mensa.proto import mensa_pb2
-from mensa.proto.detector import kazoo_options, read_contenders
-from mensa.proto.zk import MASTER_PREFIX, REGISTRY_NODE, ZkUri, elect, master_info_json
+from mensa.proto.detector import kazoo_options
+from mensa.proto.zk import MASTER_PREFIX, REGISTRY_NODE, ZkUri, elect, master_info_json, sequence_of
 
 log = structlog.get_logger(__name__)
 
 # ZooKeeper's default jute.maxbuffer is 1 MiB; a larger write would cost the session.
 MAX_ZNODE_BYTES = 1_000_000
+# A leader acts only while a request it sent less than this fraction of the session timeout ago
+# was answered: the server cannot have expired the session before then.
+LEASE_FRACTION = 0.75
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +75,20 @@ class Contender:
         self._make_info = make_info
         self._on_change = on_change
         self._client: Any = None
+        # Reports and the flags they depend on; never held across a ZooKeeper call.
         self._lock = threading.Lock()
+        # Serializes contending and evaluating the contenders (ZooKeeper calls under it).
+        self._election = threading.RLock()
         self._info: mensa_pb2.MasterInfo | None = None
         self._own: str | None = None  # our znode's name, while our session holds it
         self._watching = False
         self._suspended = False
         self._stopped = False
         self._last: tuple[bool, str, bool, bool] | None = None
+        # Monotonic time a request was sent that the server answered: the session lives until
+        # at least this plus the session timeout (the lease).
+        self._confirmed = float("-inf")
+        self._lease_thread: threading.Thread | None = None
 
     @property
     def info(self) -> mensa_pb2.MasterInfo | None:
@@ -90,18 +101,48 @@ class Contender:
         client = self._client
         return bool(client is not None and client.connected)
 
+    def lease_valid(self, now: float) -> bool:
+        """True while the session is certainly alive at the server: a request sent less than
+        LEASE_FRACTION of the session timeout before ``now`` (monotonic) was answered."""
+        return now < self._confirmed + LEASE_FRACTION * self.session_timeout
+
     def start(self) -> None:
         from kazoo.client import KazooClient
 
-        self._client = KazooClient(**kazoo_options(self.uri, self.session_timeout))
-        self._client.add_listener(self._on_state)
+        self._stopped = False
+        client = KazooClient(**kazoo_options(self.uri, self.session_timeout))
+        self._client = client
+        client.add_listener(lambda state: self._on_state(client, state))
         log.info("contender_started", zk=str(self.uri), session_timeout=self.session_timeout)
-        self._client.start_async()
+        client.start_async()
+        if self._lease_thread is None:
+            self._lease_thread = threading.Thread(target=self._renew_lease, name="mensa-zk-lease",
+                                                  daemon=True)
+            self._lease_thread.start()
 
     def stop(self) -> None:
         """Closes the session (the znode goes with it, so a standby takes over at once)."""
         self._stopped = True
-        client, self._client = self._client, None
+        self._close()
+
+    def restart(self) -> None:
+        """Gives up leadership for good: closes the session (our znode goes, so another master
+        can lead) and contends again with a new session and a new znode. Blocking."""
+        log.warning("contender_restarting", zk=str(self.uri), znode=self._own)
+        self._close()
+        self.start()
+
+    def _close(self) -> None:
+        # Not under `_election`: a thread inside a ZooKeeper call holds it, and closing the
+        # client is what fails that call. Reports from the old client are dropped by `_report`.
+        with self._lock:
+            client, self._client = self._client, None
+            self._own = None
+            self._info = None
+            self._watching = False
+            self._suspended = True
+            self._last = None
+            self._confirmed = float("-inf")
         if client is None:
             return
         try:
@@ -112,78 +153,137 @@ class Contender:
 
     # -- leadership ------------------------------------------------------------------------------
 
-    def _on_state(self, state: str) -> None:
+    def _on_state(self, client: Any, state: str) -> None:
+        """Kazoo's connection listener: must not block (it runs on the connection thread)."""
         from kazoo.protocol.states import KazooState
 
-        if self._stopped:
+        if self._stopped or client is not self._client:
             return
         log.info("zookeeper_state_changed", zk=str(self.uri), state=str(state))
         if state == KazooState.CONNECTED:
-            self._client.handler.spawn(self._contend)
+            client.handler.spawn(self._contend, client)
         elif state == KazooState.SUSPENDED:
-            self._suspended = True
-            self._report(Leadership(False, None, suspended=True))
+            with self._lock:
+                self._suspended = True
+            self._report(client, Leadership(False, None, suspended=True))
         elif state == KazooState.LOST:
-            self._suspended = True
-            self._own = None
-            self._report(Leadership(False, None, lost=True))
+            with self._lock:
+                self._suspended = True
+                self._own = None
+            self._report(client, Leadership(False, None, lost=True))
 
-    def _contend(self) -> None:
-        """On (re)connection: creates our znode if the session has none, then reads the
-        contenders (the children watch fires on every later change)."""
-        from kazoo.exceptions import KazooException
+    def _contend(self, client: Any) -> None:
+        """On (re)connection: creates our znode if the session has none (first removing any
+        znode of this session left by a create whose reply was lost), then evaluates."""
+        from kazoo.exceptions import KazooException, NoNodeError
 
-        client = self._client
-        if client is None or self._stopped:
-            return
-        try:
-            if self._own is None:
-                client.ensure_path(self.uri.path)
-                info = self._make_info()
-                created = client.create(self.uri.child(MASTER_PREFIX), master_info_json(info),
-                                        ephemeral=True, sequence=True)
-                self._info, self._own = info, created.rsplit("/", 1)[1]
-                log.info("contender_znode_created", znode=created, master_id=info.id)
-            self._suspended = False
-            if not self._watching:
-                self._watching = True
-                client.ChildrenWatch(self.uri.path, self._on_children)
-            else:
-                self._on_children(client.get_children(self.uri.path))
-        except KazooException as exc:
-            log.warning("contender_failed", zk=str(self.uri), error=repr(exc))
+        with self._election:
+            if client is not self._client or self._stopped:
+                return
+            try:
+                if self._own is None:
+                    client.ensure_path(self.uri.path)
+                    session_id = client.client_id[0] if client.client_id else None
+                    for child in client.get_children(self.uri.path):
+                        if sequence_of(child) is None:
+                            continue
+                        stat = client.exists(self.uri.child(child))
+                        if stat is not None and stat.ephemeralOwner == session_id:
+                            log.warning("contender_stale_znode_removed", znode=child)
+                            with contextlib.suppress(NoNodeError):
+                                client.delete(self.uri.child(child))
+                    info = self._make_info()
+                    created = client.create(self.uri.child(MASTER_PREFIX), master_info_json(info),
+                                            ephemeral=True, sequence=True)
+                    with self._lock:
+                        self._info, self._own = info, created.rsplit("/", 1)[1]
+                    log.info("contender_znode_created", znode=created, master_id=info.id)
+                with self._lock:
+                    self._suspended = False
+                if not self._watching:
+                    self._watching = True
+                    client.ChildrenWatch(self.uri.path,
+                                         lambda _children: self._evaluate(client))
+                else:
+                    self._evaluate(client)
+            except KazooException as exc:
+                log.warning("contender_failed", zk=str(self.uri), error=repr(exc))
 
-    def _on_children(self, children: list[str]) -> bool:
-        if self._stopped or self._client is None:
-            return False
-        if self._suspended:
+    def _evaluate(self, client: Any) -> bool:
+        """Reads the contenders afresh and reports whether we lead; False stops the watch."""
+        from kazoo.exceptions import KazooException, NoNodeError
+
+        with self._election:
+            if self._stopped or client is not self._client:
+                return False
+            if self._suspended:
+                return True
+            try:
+                sent = time.monotonic()
+                children = client.get_children(self.uri.path)
+                self._confirm(sent)
+                nodes: dict[str, bytes | None] = {}
+                for child in children:
+                    if sequence_of(child) is None:
+                        continue
+                    try:
+                        nodes[child] = client.get(self.uri.child(child))[0]
+                    except NoNodeError:
+                        nodes[child] = None
+                own = self._own
+                if own is not None and own not in children and client.exists(self.uri.child(own)) is None:
+                    # Our znode was deleted under a live session (by an operator, say).
+                    log.warning("contender_znode_vanished", znode=own)
+                    with self._lock:
+                        self._own = None
+                    client.handler.spawn(self._contend, client)
+            except KazooException as exc:
+                log.warning("contender_evaluation_failed", zk=str(self.uri), error=repr(exc))
+                return True
+            election = elect(nodes)
+            for child, why in election.invalid:
+                log.warning("leader_znode_invalid", zk=str(self.uri), child=child, reason=why)
+            info = self._info
+            leading = (info is not None and self._own is not None and election.leader is not None
+                       and election.leader.id == info.id and election.leader_child == self._own)
+            self._report(client, Leadership(leading, election.leader))
             return True
-        nodes = read_contenders(self._client, self.uri, children)
-        election = elect(nodes)
-        for child, why in election.invalid:
-            log.warning("leader_znode_invalid", zk=str(self.uri), child=child, reason=why)
-        if self._own is not None and self._own not in children:
-            # Our znode was deleted under a live session (by an operator, say): contend anew.
-            log.warning("contender_znode_vanished", znode=self._own)
-            self._own = None
-            self._client.handler.spawn(self._contend)
-        info = self._info
-        leading = (info is not None and self._own in children and election.leader is not None
-                   and election.leader.id == info.id)
-        self._report(Leadership(leading, election.leader))
-        return True
 
-    def _report(self, leadership: Leadership) -> None:
+    def _confirm(self, sent: float) -> None:
+        with self._lock:
+            self._confirmed = max(self._confirmed, sent)
+
+    def _renew_lease(self) -> None:
+        """Round-trips to ZooKeeper every quarter session timeout, recording when the last
+        answered request was sent (see ``lease_valid``)."""
+        while True:
+            time.sleep(self.session_timeout / 4)
+            client = self._client
+            if client is None or not client.connected:
+                continue
+            sent = time.monotonic()
+            try:
+                client.exists(self.uri.path)
+            except Exception:  # No answer: the lease is not renewed, which is the point.
+                continue
+            if client is self._client:
+                self._confirm(sent)
+
+    def _report(self, client: Any, leadership: Leadership) -> None:
+        """Delivers a change of leadership, in order; a report about a closed session, or a
+        "leading" computed before the connection was lost, is dropped."""
         leader_id = leadership.leader.id if leadership.leader is not None else ""
         key = (leadership.leading, leader_id, leadership.suspended, leadership.lost)
         with self._lock:
+            if client is not self._client or (leadership.leading and self._suspended):
+                return
             if key == self._last:
                 return
             self._last = key
-        try:
-            self._on_change(leadership)
-        except Exception:
-            log.exception("contender_callback_failed")
+            try:
+                self._on_change(leadership)
+            except Exception:
+                log.exception("contender_callback_failed")
 
     # -- the registry znode ------------------------------------------------------------------------
 
@@ -205,6 +305,22 @@ class Contender:
         except KazooException as exc:
             raise RegistryUnavailable(f"cannot read {path}: {exc!r}") from None
         return (data or None), int(stat.version)
+
+    def set_aside(self, suffix: str) -> str | None:
+        """Copies an unreadable registry to ``registry.<suffix>`` before it is overwritten;
+        returns that path (None when the copy failed)."""
+        from kazoo.exceptions import KazooException
+
+        client = self._client
+        if client is None:
+            return None
+        path = self.uri.child(REGISTRY_NODE)
+        try:
+            data, _stat = client.get(path)
+            client.create(f"{path}.{suffix}", data)
+        except KazooException:
+            return None
+        return f"{path}.{suffix}"
 
     def store(self, data: bytes, version: int) -> int:
         """Replaces the registry znode's data if its version is still ``version``."""

@@ -54,6 +54,8 @@ def snapshot(state: MasterState, revision: int = 0) -> internal_pb2.Registry:
     for framework in state.frameworks.values():
         saved = registry.frameworks.add(registered_at=framework.registered_at)
         saved.info.CopyFrom(framework.info)
+        if framework.disconnected_at is not None:
+            saved.disconnected_at = framework.disconnected_at
     for framework_id, record in state.completed_frameworks.items():
         removed = registry.removed_frameworks.add(removed_at=record.disconnected_at or 0.0)
         removed.id.value = framework_id
@@ -82,6 +84,8 @@ def restore(state: MasterState, registry: internal_pb2.Registry, now: float) -> 
         info.CopyFrom(saved.info)
         record = FrameworkRecord(framework_id, info, None, registered_at=saved.registered_at,
                                  connected=False, recovered=True, last_seen=now)
+        if saved.HasField("disconnected_at"):
+            record.disconnected_at = saved.disconnected_at
         state.frameworks[framework_id] = record
         state.allocator.add_framework(framework_id, record.roles, active=False)
     for removed in registry.removed_frameworks:

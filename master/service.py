@@ -36,7 +36,7 @@ from mensa.master import registry
 from mensa.master.election import Contender, Leadership
 from mensa.master.http.server import start_http
 from mensa.master.state import MasterConfig, MasterState, PeerUnreachable, Received, Send
-from mensa.master.stores import FileStore, RegistryConflict, RegistryStore, RegistryUnavailable
+from mensa.master.stores import FileStore, RegistryStore, RegistryUnavailable
 from mensa.proto import internal_pb2, mensa_pb2
 from mensa.proto.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -125,6 +125,7 @@ class MasterService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._term = 0
         self._election: asyncio.Future[None] | None = None
+        self._restart: asyncio.Future[None] | None = None
         self._registry_version = 0
         self._revision = 0
         self.contender: Contender | None = None
@@ -207,26 +208,40 @@ class MasterService:
             self.log.warning("leadership_paused", reason="ZooKeeper connection lost")
         elif role in ("leading", "paused", "electing"):
             self._step_down("session expired" if leadership.lost else "another master leads")
+        elif role == "standby" and leadership.lost:
+            self._term += 1
 
     async def _become_leader(self, term: int) -> None:
         """Reads the registry and starts leading with a fresh state seeded from it."""
+        try:
+            await self._elect(term)
+        except Exception:  # Whatever failed, this master must not stay "electing" forever.
+            self.log.exception("election_failed")
+            if term == self._term and self.role == "electing":
+                self._step_down("election failed", release=True)
+
+    async def _elect(self, term: int) -> None:
         self.role = "electing"
         try:
             data, version = await self._registry_call(self.store.load)
         except (RegistryUnavailable, TimeoutError) as exc:
-            self.log.error("registry_unreadable", error=str(exc))
-            self._step_down("registry unreadable", fatal=True)
+            if term != self._term or self.role != "electing":
+                return
+            self.log.error("registry_unreadable", error=str(exc) or type(exc).__name__)
+            self._step_down("registry unreadable", release=True)
             return
         if term != self._term or self.role != "electing":
             return  # leadership changed while reading
         try:
             saved = registry.decode(data)
         except ValueError as exc:
-            aside = self.store.set_aside(f"corrupt-{int(time.time())}") \
-                if isinstance(self.store, FileStore) else None
+            # Kept aside (a newer version's format, or damage) before anything overwrites it.
+            aside = await self._registry_call(self.store.set_aside, f"corrupt-{int(time.time())}")
             self.log.error("registry_corrupt", error=str(exc), moved_to=str(aside) if aside else None,
                            consequence="starting from an empty registry")
             saved = registry.Registry()
+        if term != self._term or self.role != "electing":
+            return
         now = time.time()
         info = self.contender.info if self.contender is not None and self.contender.info else self.info
         state = MasterState(MasterConfig(
@@ -249,17 +264,23 @@ class MasterService:
         self.log.info("leader_elected", recovering_agents=len(state.recovering_agents),
                       frameworks=len(state.frameworks), registry_revision=saved.revision)
 
-    def _step_down(self, reason: str, *, fatal: bool = False) -> None:
+    def _step_down(self, reason: str, *, release: bool = False) -> None:
         """Stops acting as leader at once: the state is dropped (agents and frameworks
-        re-register with whoever leads next). Fatal for a standalone master."""
+        re-register with whoever leads next). With ``release`` (a step-down ZooKeeper did not
+        cause) the znode is given up too, so that another master can lead, and this one
+        contends again. A standalone master exits with status 1."""
         was = self.role
         self.state = None
         self.role = "standby"
         self.elected_at = None
+        self._term += 1
         self.log.warning("leadership_lost", reason=reason, was=was)
-        if self.contender is None or fatal:
+        if self.contender is None:
             self.log.error("master_exiting", reason=reason)
             self.stop(exit_code=1)
+        elif release and self._loop is not None:
+            self.leader = None
+            self._restart = self._loop.run_in_executor(None, self.contender.restart)
 
     async def _registry_call(self, fn: Any, *args: Any) -> Any:
         if isinstance(self.store, FileStore):
@@ -269,31 +290,46 @@ class MasterService:
                                       self.opts.zk_session_timeout)
 
     async def _commit(self, state: MasterState, sends: list[Send], now: float) -> None:
-        """Persists the registry if ``state`` changed it, then sends; steps down if it cannot."""
+        """Persists the registry if ``state`` changed it, then sends, if this master still
+        leads with a valid lease; otherwise the state is void and it steps down."""
         if state.registry_dirty:
-            state.registry_dirty = False
             self._revision += 1
-            data = registry.encode(registry.snapshot(state, self._revision))
             try:
-                self._registry_version = await self._registry_call(
-                    self.store.store, data, self._registry_version)
-            except (RegistryConflict, RegistryUnavailable, TimeoutError) as exc:
+                data = registry.encode(registry.snapshot(state, self._revision))
+                version = await self._registry_call(self.store.store, data, self._registry_version)
+            except Exception as exc:  # Conflict, no connection, timeout, or a bug: all void it.
                 self.log.error("registry_write_failed", error=str(exc) or type(exc).__name__,
                                dropped_messages=len(sends))
                 if self.state is state:
-                    self._step_down("registry write failed", fatal=not isinstance(exc, RegistryConflict)
-                                    and self.contender is None)
+                    self._step_down("registry write failed", release=True)
                 return
-        if self.state is state:
-            self._send_all(state, sends, now)
+            if self.state is not state:
+                return
+            self._registry_version = version
+            state.registry_dirty = False
+        if self.state is not state:
+            return
+        if not self.leading:
+            # Paused while the registry was written: what was computed cannot be sent now.
+            self._step_down("ZooKeeper connection lost while committing", release=True)
+            return
+        if self.contender is not None and not self.contender.lease_valid(time.monotonic()):
+            self.log.error("leader_lease_lapsed", session_timeout=self.opts.zk_session_timeout,
+                           dropped_messages=len(sends))
+            self._step_down("no ZooKeeper answer within the lease", release=True)
+            return
+        self._send_all(state, sends, now)
 
     def _not_leader(self, peer: bytes, envelope: internal_pb2.Envelope | None) -> Send:
         """The answer of a master that does not lead (or cannot, right now)."""
         kind = envelope.WhichOneof("message") if envelope is not None else None
         known = self.leader if self.leader is not None and self.role == "standby" else None
+        if known is not None and known.id == self.master_id:
+            known = None  # our own znode, from before a step-down
         if kind == "master_info_request":
             reply = internal_pb2.MasterInfoResponse(leading=False)
-            reply.master_info.CopyFrom(self.info)
+            reply.master_info.CopyFrom(self.contender.info if self.contender is not None
+                                       and self.contender.info is not None else self.info)
             if known is not None:
                 reply.leader.CopyFrom(known)
             return Send(peer, internal_pb2.Envelope(master_info_response=reply))

@@ -343,8 +343,12 @@ class MasterState:
             elif framework.recovered:
                 # Known only from agents' reports: it has the recovery window plus its own
                 # failover timeout to re-subscribe.
-                deadline = (max(framework.registered_at, self.config.started_at)
-                            + cfg.recovery_window + framework.info.failover_timeout)
+                if framework.disconnected_at is not None:
+                    # Disconnected before the failover: its timeout runs from then.
+                    deadline = framework.disconnected_at + framework.info.failover_timeout
+                else:
+                    deadline = (max(framework.registered_at, self.config.started_at)
+                                + cfg.recovery_window + framework.info.failover_timeout)
                 if now >= deadline:
                     from mensa.master.calls import remove_framework
 
@@ -371,6 +375,7 @@ class MasterState:
                  for s in self.rescind(offer.offer_id, now)]
         framework.connected = False
         framework.disconnected_at = now
+        self.registry_dirty = True  # its failover timeout must survive a failover
         if framework.peer is not None:
             self.peer_framework.pop(framework.peer, None)
         framework.peer = None

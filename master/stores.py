@@ -34,6 +34,8 @@ class RegistryStore(Protocol):
 
     def store(self, data: bytes, version: int) -> int: ...
 
+    def set_aside(self, suffix: str) -> object: ...
+
 
 class FileStore:
     """The registry in ``path``, replaced atomically (write, fsync, rename, fsync the folder).

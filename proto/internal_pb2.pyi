@@ -219,12 +219,14 @@ class Registry(_message.Message):
         removed_at: float
         def __init__(self, id: _Optional[_Union[_mensa_pb2.AgentID, _Mapping]] = ..., removed_at: _Optional[float] = ...) -> None: ...
     class Framework(_message.Message):
-        __slots__ = ("info", "registered_at")
+        __slots__ = ("info", "registered_at", "disconnected_at")
         INFO_FIELD_NUMBER: _ClassVar[int]
         REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+        DISCONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
         info: _mensa_pb2.FrameworkInfo
         registered_at: float
-        def __init__(self, info: _Optional[_Union[_mensa_pb2.FrameworkInfo, _Mapping]] = ..., registered_at: _Optional[float] = ...) -> None: ...
+        disconnected_at: float
+        def __init__(self, info: _Optional[_Union[_mensa_pb2.FrameworkInfo, _Mapping]] = ..., registered_at: _Optional[float] = ..., disconnected_at: _Optional[float] = ...) -> None: ...
     class RemovedFramework(_message.Message):
         __slots__ = ("id", "removed_at")
         ID_FIELD_NUMBER: _ClassVar[int]

@@ -148,7 +148,7 @@ def test_reconciliation_waits_for_recovering_agents_then_answers_by_partition_aw
 
 @pytest.mark.parametrize(("known_agent", "partition_aware", "expected"), [
     ("registered", True, S.TASK_GONE),
-    ("removed", True, S.TASK_GONE),
+    ("removed", True, S.TASK_GONE_BY_OPERATOR),
     ("unknown", True, S.TASK_UNKNOWN),
     ("unreachable", True, S.TASK_UNREACHABLE),
     ("registered", False, S.TASK_LOST),
@@ -225,3 +225,41 @@ def test_failover_timeout_defaults_to_a_week_when_the_framework_sets_none(h: Har
     assert framework.info.failover_timeout == 7 * 24 * 3600
     fid = h.subscribe(b"framework-2", failover_timeout=0.0)  # an explicit 0 stays 0
     assert h.state.frameworks[fid].info.failover_timeout == 0.0
+
+
+def test_kill_of_a_task_on_a_recovering_agent_waits_for_the_agent(h: Harness) -> None:
+    agent_id, fid = running_task(h)
+    new = failed_over(h)
+    new.subscribe(F1, framework_id=fid, failover_timeout=3600)
+    kill = Call(type=Call.KILL)
+    kill.kill.task_id.value = "t1"
+    kill.kill.agent_id.value = agent_id
+    assert new.call(F1, fid, kill) == []  # not LOST: the agent may still bring it back
+    reregister(new, A1, agent_id, [reported("t1", fid, S.TASK_RUNNING)])
+    [sent] = messages_to(new.call(F1, fid, kill), A1, "kill_task")
+    assert sent.kill_task.task_id.value == "t1"
+
+
+def test_implicit_reconciliation_includes_tasks_of_unreachable_agents(h: Harness) -> None:
+    _agent_id, fid = running_task(h, caps=(PA,))
+    for _ in range(4):
+        h.tick(1.0)
+        h.send(F1, envelope(pong=internal_pb2.Pong()))
+    [update] = updates_to(h.call(F1, fid, Call(type=Call.RECONCILE)), F1)
+    assert (update.task_id.value, update.state) == ("t1", S.TASK_UNREACHABLE)
+
+
+def test_a_disconnected_frameworks_failover_timeout_survives_a_failover(h: Harness) -> None:
+    h.register_agent(A1)
+    fid = h.subscribe(F1, failover_timeout=10)
+    for _ in range(5):  # silent: disconnected at about t0 + 3
+        h.tick(1.0)
+    disconnected_at = h.state.frameworks[fid].disconnected_at
+    assert disconnected_at is not None and h.state.registry_dirty
+    new = failed_over(h, reregister_timeout=600)
+    assert new.state.frameworks[fid].disconnected_at == disconnected_at
+    while new.now < disconnected_at + 10 - 1:
+        new.tick(1.0)
+    assert fid in new.state.frameworks  # not a fresh 600 s + 10 s after the failover
+    new.tick(2.0)
+    assert fid not in new.state.frameworks and fid in new.state.completed_frameworks
