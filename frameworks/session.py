@@ -46,7 +46,7 @@ from mensa.frameworks.idfile import FrameworkIdFile
 from mensa.frameworks.link import MasterLink
 from mensa.frameworks.offerbook import OfferBook
 from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2, transport
-from mensa.proto.detector import MasterDetector
+from mensa.proto.detector import FixedDetector, MasterDetector
 from mensa.proto.zk import Leader
 
 log = structlog.get_logger(__name__)
@@ -403,7 +403,10 @@ class Session:
             self._lose_master("master answered NOT_SUBSCRIBED")
         elif error.code == internal_pb2.Error.NOT_LEADER:
             hint = leader_hint(error)
-            if hint is not None and not same_master(hint, self._target):
+            # Only a fixed address follows a standby's hint; a ZooKeeper detector is the
+            # authority (a standby may still name the leader that just died).
+            if (hint is not None and isinstance(self._detector, FixedDetector)
+                    and not same_master(hint, self._target)):
                 self._leader_news(hint, "master")  # the standby named the leader: go there
             elif self._subscribed:
                 self._lose_master("master does not lead")  # re-subscribes with backoff
