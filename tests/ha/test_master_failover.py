@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,3 +226,31 @@ def test_zookeeper_down_at_start_is_retried_and_a_garbage_znode_does_not_stall_t
         assert master.alive()
     finally:
         zk.stop()
+
+
+def test_an_unreachable_agent_that_returns_gets_its_partition_aware_tasks_back(ha: HACluster) -> None:
+    ha.start_master("m1")
+    ha.wait_leader()
+    agent = ha.start_agent("a1")
+    [agent_info] = wait_until(lambda: ha.state()["agents"], what="an agent")
+    sched, driver = scheduler(ha, partition_aware=True)
+    try:
+        framework_id = sched.wait(lambda e: e[0] == "registered")[1]
+        sched.submit(driver, task("t1", "sleep 300", "cpus:0.5;mem:32"))
+        sched.state_of("t1", "TASK_RUNNING")
+        agent.signal(signal.SIGSTOP)  # a partition: the agent answers no pings
+        try:
+            sched.state_of("t1", "TASK_UNREACHABLE", timeout=20)
+            sched.wait(lambda e: e[0] == "agent_lost" and e[1] == agent_info["id"])
+            assert reconcile(sched, driver, ["t1"]) == {"t1": "TASK_UNREACHABLE"}
+        finally:
+            agent.signal(signal.SIGCONT)
+        # The agent notices the silence, re-registers with its id, and the task is back.
+        sched.wait(lambda e: e[0] == "update" and e[1] == "t1" and e[2] == "TASK_RUNNING"
+                   and e[4] == mensa_pb2.TaskStatus.REASON_AGENT_REREGISTERED, timeout=30)
+        ha.wait_agents({agent_info["id"]})
+        assert ha.tasks(framework_id) == {"t1": "TASK_RUNNING"}
+        assert reconcile(sched, driver, []) == {"t1": "TASK_RUNNING"}
+    finally:
+        driver.stop()
+        driver.join(10)
