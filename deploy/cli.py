@@ -6,6 +6,9 @@
     mensa state --master HOST:PORT
     mensa logs TASK_ID [--stderr] [--follow] --master HOST:PORT
     mensa local                      # a whole local cluster with the example scheduler
+    mensa quota set|get|rm ...       # operator endpoints: quota, weights, reservations
+    mensa weights set|get ...
+    mensa reserve|unreserve AGENT_ID RESOURCES
     mensa bench launch               # the launch benchmark
     mensa bench failover             # the master failover benchmark
 """
@@ -24,6 +27,10 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("state", "mensa.deploy.state_cli", "print a cluster's agents, frameworks and tasks"),
     ("logs", "mensa.deploy.logs_cli", "print a task's stdout or stderr (--follow to stream it)"),
     ("local", "mensa.deploy.local", "run a local cluster (master, agents, example scheduler)"),
+    ("quota", "mensa.deploy.operator_cli", "set, get or remove a role's quota"),
+    ("weights", "mensa.deploy.operator_cli", "set or get role weights"),
+    ("reserve", "mensa.deploy.operator_cli", "reserve an agent's free resources for a role"),
+    ("unreserve", "mensa.deploy.operator_cli", "return dynamically reserved resources to the pool"),
 ]
 NESTED: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "scheduler": ("run framework schedulers", [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import structlog
 
+from mensa.master.operator import apply_reservations
 from mensa.master.records import AgentRecord, FrameworkRecord, Peer, TaskRecord, is_terminal
 from mensa.master.state import MAX_REMOVED_AGENTS, Event, MasterState, Send
 from mensa.master.validation import validate_id
@@ -44,6 +45,14 @@ def register_agent(
         # A retried first registration whose reply crossed it: answer it again.
         return [registered_reply(state, state.agents[state.peer_agent[peer]])]
 
+    if requested_id and requested_id in state.reservations:
+        total, applied = apply_reservations(total, state.reservations[requested_id])
+        if applied != state.reservations[requested_id]:
+            log.warning("reservations_dropped", agent_id=requested_id,
+                        dropped=str(state.reservations[requested_id] - applied),
+                        reason="the agent no longer has the resources")
+            state.reservations[requested_id] = applied
+            state.registry_dirty = True
     sends: list[Send] = []
     agent = state.agents.get(requested_id) if requested_id else None
     if agent is not None and agent.peer != peer and agent.info.hostname != info.hostname \
@@ -217,8 +226,10 @@ def record_reported_task(
     info.task_id.CopyFrom(task.task_id)
     info.agent_id.value = agent.agent_id
     info.resources.extend(task.resources)
+    allocation_roles = {r.allocation_info.role for r in task.resources if r.HasField("allocation_info")}
     record = TaskRecord(task.task_id.value, framework.framework_id, agent.agent_id, info,
-                        resources, state=task.state, launched_at=now)
+                        resources, state=task.state, launched_at=now,
+                        role=next(iter(allocation_roles)) if len(allocation_roles) == 1 else None)
     record.statuses.extend(task.statuses)
     framework.tasks[record.task_id] = record
     return record

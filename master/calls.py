@@ -12,11 +12,12 @@ from collections.abc import Callable
 import structlog
 
 from mensa.master.offers import OutstandingOffer, Retired
+from mensa.master.operator import by_role, forget_reservation, record_reservation, with_role
 from mensa.master.records import FrameworkRecord, Peer, Reason, TaskRecord, TaskState, is_terminal
 from mensa.master.state import Event, MasterState, Send, master_status
 from mensa.master.validation import validate_framework_info, validate_task
 from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2
-from mensa.proto.resources import Resources
+from mensa.proto.resources import UNRESERVED, ResourceError, Resources
 
 log = structlog.get_logger(__name__)
 
@@ -97,9 +98,12 @@ def subscribe(state: MasterState, peer: Peer, call: scheduler_pb2.Call, now: flo
             state.peer_framework.pop(framework.peer, None)
         for offer in state.offers.for_framework(framework.framework_id):
             sends += state.rescind(offer.offer_id, now)
+        old_roles = framework.roles
         framework.info.CopyFrom(info)
         framework.reregistered_at = now
         framework.recovered = False
+        if framework.roles != old_roles:
+            state.allocator.update_framework(framework.framework_id, framework.roles)
         state.allocator.activate_framework(framework.framework_id)
         event = "framework_resubscribed"
     else:
@@ -242,7 +246,8 @@ def accept(
     if errors:
         message = "; ".join(errors)
         for offer in offers:
-            state.allocator.recover(offer.agent_id, offer.framework_id, offer.resources, None, now)
+            state.allocator.recover(offer.agent_id, offer.framework_id, offer.resources, None, now,
+                                    role=offer.role)
         state.allocation_pending = True
         dropped = mensa_pb2.TASK_DROPPED if framework.partition_aware else mensa_pb2.TASK_LOST
         for task in launches:
@@ -251,23 +256,34 @@ def accept(
         sends.append(state.reject(framework.peer, f"ACCEPT refused: {message}", refused="call:ACCEPT"))
         return sends
     assert agent is not None
+    offer_roles = {offer.role for offer in offers}
+    offer_role = next(iter(offer_roles)) if len(offer_roles) == 1 else None
     remaining = Resources.empty()
     for offer in offers:
         remaining = remaining + offer.resources
     unsupported: list[str] = []
+    refused: list[str] = []
     for op in acc.operations:
-        if op.type != Operation.LAUNCH:
+        if op.type == Operation.LAUNCH:
+            for task in op.launch.task_infos:
+                sends_for_task, remaining = _launch(state, framework, agent.agent_id, task, remaining, now,
+                                                    offer_role)
+                sends += sends_for_task
+        elif op.type in (Operation.RESERVE, Operation.UNRESERVE):
+            remaining, error = _reservation_operation(state, framework, agent.agent_id, op, remaining)
+            if error:
+                refused.append(error)
+        else:
             unsupported.append(Operation.Type.Name(op.type) if op.type in Operation.Type.values()
                                else str(op.type))
-            continue
-        for task in op.launch.task_infos:
-            sends_for_task, remaining = _launch(state, framework, agent.agent_id, task, remaining, now)
-            sends += sends_for_task
     if unsupported:
         sends.append(state.reject(framework.peer, f"offer operations {', '.join(unsupported)} are not "
                                   "supported; they were skipped", refused="call:ACCEPT"))
+    for error in refused:
+        sends.append(state.reject(framework.peer, error, refused="call:ACCEPT"))
     if not remaining.is_empty():
-        state.allocator.recover(agent.agent_id, framework.framework_id, remaining, refuse, now)
+        state.allocator.recover(agent.agent_id, framework.framework_id, remaining, refuse, now,
+                                role=offer_role)
     state.allocation_pending = True
     return sends
 
@@ -279,8 +295,10 @@ def _launch(
     task: mensa_pb2.TaskInfo,
     remaining: Resources,
     now: float,
+    role: str | None = None,
 ) -> tuple[list[Send], Resources]:
-    """Launches one task from the offered ``remaining`` resources; returns what is left."""
+    """Launches one task from the offered ``remaining`` resources (allocated under ``role``);
+    returns what is left."""
     resources, error = validate_task(task, agent_id)
     task_id = task.task_id.value
     if error is None and task_id in framework.tasks:
@@ -296,7 +314,8 @@ def _launch(
     info.agent_id.value = agent_id
     if not info.name:
         info.name = task_id
-    record = TaskRecord(task_id, framework.framework_id, agent_id, info, resources, launched_at=now)
+    record = TaskRecord(task_id, framework.framework_id, agent_id, info, resources, launched_at=now,
+                        role=role)
     framework.tasks[task_id] = record
     agent = state.agents[agent_id]
     agent.tasks.add((framework.framework_id, task_id))
@@ -307,6 +326,48 @@ def _launch(
     run.framework.CopyFrom(framework.info)
     run.task.CopyFrom(info)
     return [Send(agent.peer, internal_pb2.Envelope(run_task=run))], remaining - resources
+
+
+def _reservation_operation(
+    state: MasterState,
+    framework: FrameworkRecord,
+    agent_id: str,
+    op: mensa_pb2.Offer.Operation,
+    remaining: Resources,
+) -> tuple[Resources, str | None]:
+    """Applies a RESERVE or UNRESERVE operation to the offered ``remaining`` resources; returns
+    what is left (with the conversion) and an error (nothing changed) when it is invalid."""
+    name = Operation.Type.Name(op.type)
+    protos = op.reserve.resources if op.type == Operation.RESERVE else op.unreserve.resources
+    try:
+        resources = Resources.from_proto(protos)
+    except ResourceError as exc:
+        return remaining, f"{name}: {exc}"
+    if resources.is_empty() or UNRESERVED in resources.roles():
+        return remaining, (f"{name} needs resources that name the role they are reserved for "
+                           f"(reservations), got {resources or 'none'}")
+    outside = [role for role in resources.roles() if role not in framework.roles]
+    if outside:
+        return remaining, f"{name}: role(s) {', '.join(outside)} are not roles of this framework"
+    plain = with_role(resources, UNRESERVED)
+    if op.type == Operation.RESERVE:
+        if not remaining.contains(plain):
+            return remaining, f"RESERVE of {resources}: the offers have {remaining} left"
+        for role, part in by_role(resources).items():
+            state.allocator.reserve(agent_id, with_role(part, UNRESERVED), role, framework.framework_id)
+        record_reservation(state, agent_id, resources)
+        log.info("resources_reserved", framework_id=framework.framework_id, agent_id=agent_id,
+                 resources=str(resources))
+        return remaining - plain + resources, None
+    if not remaining.contains(resources):
+        return remaining, f"UNRESERVE of {resources}: the offers have {remaining} left"
+    if not state.reservations.get(agent_id, Resources.empty()).contains(resources):
+        return remaining, f"UNRESERVE of {resources}: not dynamically reserved on agent {agent_id}"
+    state.allocator.unreserve(agent_id, resources, framework.framework_id)
+    forget_reservation(state, agent_id, resources)
+    log.info("resources_unreserved", framework_id=framework.framework_id, agent_id=agent_id,
+             resources=str(resources))
+    return remaining - resources + plain, None
 
 
 def _task_refused(
@@ -336,7 +397,8 @@ def decline(
     offers, errors = _owned_offers(state, framework, [o.value for o in dec.offer_ids])
     for offer in offers:
         state.offers.retire(offer.offer_id, Retired.DECLINED)
-        state.allocator.recover(offer.agent_id, offer.framework_id, offer.resources, refuse, now)
+        state.allocator.recover(offer.agent_id, offer.framework_id, offer.resources, refuse, now,
+                                role=offer.role)
         state.counters.offers_declined += 1
     state.allocation_pending = True
     if errors:

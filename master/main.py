@@ -8,8 +8,11 @@ from pathlib import Path
 
 from mensa.deploy.runtime import configure_logging
 from mensa.master.service import MasterOptions, serve
+from mensa.proto.resources import ResourceError, Resources
 from mensa.proto.transport import DEFAULT_MAX_MESSAGE_BYTES
 from mensa.proto.zk import ZkUriError, parse_zk_uri
+
+DEFAULT_OFFER_TIMEOUT = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="missed pongs after which an agent is removed")
     parser.add_argument("--framework-heartbeat-interval", type=float, default=15.0,
                         help="seconds between HEARTBEAT events; 3 silent intervals disconnect")
-    parser.add_argument("--offer-timeout", type=float, default=None,
-                        help="seconds after which an unanswered offer is rescinded (default: never)")
+    parser.add_argument("--offer-timeout", type=float, default=DEFAULT_OFFER_TIMEOUT,
+                        help="seconds after which an unanswered offer is rescinded, so no framework "
+                        f"hoards resources (default {DEFAULT_OFFER_TIMEOUT:g}; 0 = never, Mesos's default)")
+    parser.add_argument("--min-allocatable-resources", default="cpus:0.01|mem:32",
+                        help="offer an agent's free resources only when they contain at least one of "
+                        "these '|'-separated quantities (default cpus:0.01|mem:32, as Mesos)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
                         help="largest message accepted on the ZeroMQ socket")
     parser.add_argument("--zk", metavar="zk://HOST:PORT,.../PATH",
@@ -49,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
                  "zk_session_timeout", "agent_reregister_timeout"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"--{name.replace('_', '-')} must be positive")
+    if not args.offer_timeout >= 0:  # also NaN
+        raise SystemExit("--offer-timeout must be 0 (never) or a positive number of seconds")
+    try:
+        min_allocatable = [Resources.parse(part) for part in args.min_allocatable_resources.split("|")
+                           if part.strip()]
+    except ResourceError as exc:
+        raise SystemExit(f"--min-allocatable-resources: {exc}") from None
     if args.zk:
         try:
             parse_zk_uri(args.zk)
@@ -66,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         agent_ping_timeout=args.agent_ping_timeout,
         max_agent_ping_timeouts=args.max_agent_ping_timeouts,
         framework_heartbeat_interval=args.framework_heartbeat_interval,
-        offer_timeout=args.offer_timeout,
+        offer_timeout=args.offer_timeout or None,
+        min_allocatable=min_allocatable,
         max_message_bytes=args.max_message_bytes,
         zk=args.zk,
         zk_session_timeout=args.zk_session_timeout,

@@ -45,6 +45,8 @@ class TaskRecord:
     # The uuid of the terminal update from the agent; its acknowledgement retires the task.
     terminal_uuid: bytes | None = None
     launched_at: float = 0.0
+    # The role its resources were allocated under (the offer's), when known.
+    role: str | None = None
 
     @property
     def latest(self) -> mensa_pb2.TaskStatus | None:

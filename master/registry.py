@@ -1,9 +1,9 @@
 """The registry: what a master persists so that it survives failover (pure).
 
 Like Mesos's, it is small: the admitted agents, the agents marked unreachable, recently
-removed agents, the frameworks (ids and infos) and recently removed framework ids (role
-weights, quota and reservations join it with the allocator's roles). Tasks and offers are soft
-state, rebuilt as agents re-register and frameworks re-subscribe.
+removed agents, the frameworks (ids and infos), recently removed framework ids, role weights,
+quota, and dynamic reservations per agent. Tasks and offers are soft state, rebuilt as agents
+re-register and frameworks re-subscribe.
 
 ``snapshot(state)`` builds the Registry message from a MasterState, ``restore(state, registry,
 now)`` seeds a freshly elected master with it; ``encode``/``decode`` turn it into the bytes a
@@ -27,6 +27,7 @@ from google.protobuf.message import DecodeError
 from mensa.master.records import FrameworkRecord
 from mensa.master.state import MasterState
 from mensa.proto import internal_pb2, mensa_pb2
+from mensa.proto.resources import Resources
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +57,17 @@ def snapshot(state: MasterState, revision: int = 0) -> internal_pb2.Registry:
         saved.info.CopyFrom(framework.info)
         if framework.disconnected_at is not None:
             saved.disconnected_at = framework.disconnected_at
+    for role, weight in sorted(state.allocator.weights().items()):
+        registry.weights.add(role=role, weight=weight)
+    for role, quota in sorted(state.allocator.quotas().items()):
+        saved_quota = registry.quotas.add(role=role, has_limit=quota.limit is not None)
+        saved_quota.guarantee.extend(quota.guarantee.to_proto())
+        if quota.limit is not None:
+            saved_quota.limit.extend(quota.limit.to_proto())
+    for agent_id, reserved in sorted(state.reservations.items()):
+        saved_reservations = registry.reservations.add()
+        saved_reservations.agent_id.value = agent_id
+        saved_reservations.resources.extend(reserved.to_proto())
     for framework_id, record in state.completed_frameworks.items():
         removed = registry.removed_frameworks.add(removed_at=record.disconnected_at or 0.0)
         removed.id.value = framework_id
@@ -94,6 +106,25 @@ def restore(state: MasterState, registry: internal_pb2.Registry, now: float) -> 
                                  connected=False, disconnected_at=removed.removed_at)
         record.info.id.value = framework_id
         state.completed_frameworks[framework_id] = record
+    for weight in registry.weights:
+        try:
+            state.allocator.set_weight(weight.role, weight.weight)
+        except ValueError as exc:
+            log.error("registry_weight_skipped", role=weight.role, error=str(exc))
+    for quota in registry.quotas:
+        try:
+            state.allocator.set_quota(quota.role, Resources.from_proto(quota.guarantee),
+                                      Resources.from_proto(quota.limit) if quota.has_limit else None)
+        except ValueError as exc:
+            log.error("registry_quota_skipped", role=quota.role, error=str(exc))
+    for saved_reservations in registry.reservations:
+        try:
+            reserved = Resources.from_proto(saved_reservations.resources)
+        except ValueError as exc:
+            log.error("registry_reservations_skipped", agent_id=saved_reservations.agent_id.value,
+                      error=str(exc))
+            continue
+        state.reservations[saved_reservations.agent_id.value] = reserved
     state.registry_dirty = False
     log.info("registry_restored", revision=registry.revision, agents=len(registry.agents),
              unreachable=len(registry.unreachable), frameworks=len(registry.frameworks),

@@ -24,6 +24,7 @@ import socket
 import struct
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +34,13 @@ import zmq.asyncio
 
 from mensa.deploy.runtime import write_endpoints
 from mensa.master import registry
+from mensa.master.allocator import Allocator
 from mensa.master.election import Contender, Leadership
 from mensa.master.http.server import start_http
 from mensa.master.state import MasterConfig, MasterState, PeerUnreachable, Received, Send
 from mensa.master.stores import FileStore, RegistryStore, RegistryUnavailable
 from mensa.proto import internal_pb2, mensa_pb2
+from mensa.proto.resources import Resources
 from mensa.proto.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
     TransportError,
@@ -72,6 +75,7 @@ class MasterOptions:
     framework_heartbeat_interval: float = 15.0
     offer_timeout: float | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    min_allocatable: list[Resources] | None = None
     zk: str | None = None
     zk_session_timeout: float = 10.0
     agent_reregister_timeout: float = 600.0
@@ -252,7 +256,7 @@ class MasterService:
             offer_timeout=self.opts.offer_timeout,
             started_at=now,
             agent_reregister_timeout=self.opts.agent_reregister_timeout,
-        ))
+        ), Allocator(min_allocatable=self.opts.min_allocatable))
         registry.restore(state, saved, now)
         self._registry_version = version
         self._revision = saved.revision
@@ -319,6 +323,21 @@ class MasterService:
             self._step_down("no ZooKeeper answer within the lease", release=True)
             return
         self._send_all(state, sends, now)
+
+    async def operate(self, operation: Callable[[MasterState, float], list[Send]]) -> bool:
+        """Runs an operator's change on the state (under the loop's lock, like a batch), then
+        persists and sends; returns False when this master does not lead. ``operation`` raises
+        (OperatorError) without changing anything when the request is invalid."""
+        async with self._lock:
+            state = self.state if self.leading else None
+            if state is None:
+                return False
+            now = time.time()
+            sends = operation(state, now)
+            if state.allocation_pending:
+                sends += state.allocate(now)
+            await self._commit(state, sends, now)
+            return self.state is state
 
     def _not_leader(self, peer: bytes, envelope: internal_pb2.Envelope | None) -> Send:
         """The answer of a master that does not lead (or cannot, right now)."""

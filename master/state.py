@@ -36,6 +36,7 @@ from mensa.master.records import (
     is_terminal,
 )
 from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2
+from mensa.proto.resources import Resources
 
 log = structlog.get_logger(__name__)
 
@@ -128,6 +129,9 @@ class MasterState:
         # Agents marked unreachable (missed pings, or never re-registered): since when, and their
         # info. They may come back and are readmitted.
         self.unreachable_agents: OrderedDict[str, tuple[float, mensa_pb2.AgentInfo]] = OrderedDict()
+        # Dynamic reservations per agent (RESERVE operations, /reserve), applied to the agent's
+        # total whenever it registers.
+        self.reservations: dict[str, Resources] = {}
         # Set when something the registry holds changed; the shell persists before it sends.
         self.registry_dirty = False
         self.peer_agent: dict[Peer, str] = {}
@@ -213,7 +217,8 @@ class MasterState:
         """Withdraws an outstanding offer, returns its resources, tells the framework."""
         offer = self.offers.retire(offer_id, Retired.RESCINDED)
         self.counters.offers_rescinded += 1
-        self.allocator.recover(offer.agent_id, offer.framework_id, offer.resources, refuse_seconds, now)
+        self.allocator.recover(offer.agent_id, offer.framework_id, offer.resources, refuse_seconds, now,
+                               role=offer.role)
         self.allocation_pending = True
         framework = self.frameworks.get(offer.framework_id)
         if framework is None or not framework.connected or framework.peer is None:
@@ -277,7 +282,8 @@ class MasterState:
         if agent is not None:
             agent.tasks.discard((task.framework_id, task.task_id))
         if self.allocator.has_agent(task.agent_id):
-            self.allocator.recover(task.agent_id, task.framework_id, task.resources, None, now)
+            self.allocator.recover(task.agent_id, task.framework_id, task.resources, None, now,
+                                   role=task.role)
             self.allocation_pending = True
 
     def transition(
@@ -400,7 +406,7 @@ class MasterState:
             if framework is None or agent is None or framework.peer is None:
                 # Should not happen (inactive frameworks get nothing); give the resources back.
                 self.allocator.recover(allocation.agent_id, allocation.framework_id,
-                                       allocation.resources, None, now)
+                                       allocation.resources, None, now, role=allocation.role)
                 continue
             offer_id = self._new_id("offer")
             self.offers.add(offer_id, framework_id=framework.framework_id, agent_id=agent.agent_id,

@@ -101,7 +101,21 @@ def validate_framework_info(info: mensa_pb2.FrameworkInfo) -> str | None:
         return "framework_info.failover_timeout must be a non-negative number"
     roles = list(info.roles) if len(info.roles) else [info.role or "*"]
     for role in roles:
-        if role != "*" and (not role or role.startswith("/") or role.endswith("/") or ".." in role
-                            or any(ch.isspace() for ch in role)):
+        error = validate_role(role)
+        if error:
+            return error
+    return None
+
+
+def validate_role(role: str) -> str | None:
+    """Checks a role name (Mesos rules): ``*``, or ``/``-separated parts that are neither empty,
+    ``.`` nor ``..``, without whitespace or control characters, none starting with ``-``."""
+    if role == "*":
+        return None
+    if not role or len(role) > MAX_NAME_LENGTH:
+        return f"role {role!r} is not a valid role name (empty or too long)"
+    for part in role.split("/"):
+        if part in ("", ".", "..") or part.startswith("-") or "*" in part \
+                or any(ch.isspace() or ord(ch) < 32 or ch == "\x7f" for ch in part):
             return f"role {role!r} is not a valid role name"
     return None

@@ -192,7 +192,7 @@ class MasterInfoResponse(_message.Message):
     def __init__(self, master_info: _Optional[_Union[_mensa_pb2.MasterInfo, _Mapping]] = ..., leading: _Optional[bool] = ..., leader: _Optional[_Union[_mensa_pb2.MasterInfo, _Mapping]] = ...) -> None: ...
 
 class Registry(_message.Message):
-    __slots__ = ("agents", "unreachable", "removed_agents", "frameworks", "removed_frameworks", "weights", "revision")
+    __slots__ = ("agents", "unreachable", "removed_agents", "frameworks", "removed_frameworks", "weights", "quotas", "reservations", "revision")
     class Agent(_message.Message):
         __slots__ = ("info", "admitted_at", "http_port", "advertise_ip")
         INFO_FIELD_NUMBER: _ClassVar[int]
@@ -241,12 +241,32 @@ class Registry(_message.Message):
         role: str
         weight: float
         def __init__(self, role: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+    class Quota(_message.Message):
+        __slots__ = ("role", "guarantee", "limit", "has_limit")
+        ROLE_FIELD_NUMBER: _ClassVar[int]
+        GUARANTEE_FIELD_NUMBER: _ClassVar[int]
+        LIMIT_FIELD_NUMBER: _ClassVar[int]
+        HAS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+        role: str
+        guarantee: _containers.RepeatedCompositeFieldContainer[_mensa_pb2.Resource]
+        limit: _containers.RepeatedCompositeFieldContainer[_mensa_pb2.Resource]
+        has_limit: bool
+        def __init__(self, role: _Optional[str] = ..., guarantee: _Optional[_Iterable[_Union[_mensa_pb2.Resource, _Mapping]]] = ..., limit: _Optional[_Iterable[_Union[_mensa_pb2.Resource, _Mapping]]] = ..., has_limit: _Optional[bool] = ...) -> None: ...
+    class Reservations(_message.Message):
+        __slots__ = ("agent_id", "resources")
+        AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+        RESOURCES_FIELD_NUMBER: _ClassVar[int]
+        agent_id: _mensa_pb2.AgentID
+        resources: _containers.RepeatedCompositeFieldContainer[_mensa_pb2.Resource]
+        def __init__(self, agent_id: _Optional[_Union[_mensa_pb2.AgentID, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[_mensa_pb2.Resource, _Mapping]]] = ...) -> None: ...
     AGENTS_FIELD_NUMBER: _ClassVar[int]
     UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
     REMOVED_AGENTS_FIELD_NUMBER: _ClassVar[int]
     FRAMEWORKS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FRAMEWORKS_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     agents: _containers.RepeatedCompositeFieldContainer[Registry.Agent]
     unreachable: _containers.RepeatedCompositeFieldContainer[Registry.UnreachableAgent]
@@ -254,5 +274,7 @@ class Registry(_message.Message):
     frameworks: _containers.RepeatedCompositeFieldContainer[Registry.Framework]
     removed_frameworks: _containers.RepeatedCompositeFieldContainer[Registry.RemovedFramework]
     weights: _containers.RepeatedCompositeFieldContainer[Registry.Weight]
+    quotas: _containers.RepeatedCompositeFieldContainer[Registry.Quota]
+    reservations: _containers.RepeatedCompositeFieldContainer[Registry.Reservations]
     revision: int
-    def __init__(self, agents: _Optional[_Iterable[_Union[Registry.Agent, _Mapping]]] = ..., unreachable: _Optional[_Iterable[_Union[Registry.UnreachableAgent, _Mapping]]] = ..., removed_agents: _Optional[_Iterable[_Union[Registry.RemovedAgent, _Mapping]]] = ..., frameworks: _Optional[_Iterable[_Union[Registry.Framework, _Mapping]]] = ..., removed_frameworks: _Optional[_Iterable[_Union[Registry.RemovedFramework, _Mapping]]] = ..., weights: _Optional[_Iterable[_Union[Registry.Weight, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+    def __init__(self, agents: _Optional[_Iterable[_Union[Registry.Agent, _Mapping]]] = ..., unreachable: _Optional[_Iterable[_Union[Registry.UnreachableAgent, _Mapping]]] = ..., removed_agents: _Optional[_Iterable[_Union[Registry.RemovedAgent, _Mapping]]] = ..., frameworks: _Optional[_Iterable[_Union[Registry.Framework, _Mapping]]] = ..., removed_frameworks: _Optional[_Iterable[_Union[Registry.RemovedFramework, _Mapping]]] = ..., weights: _Optional[_Iterable[_Union[Registry.Weight, _Mapping]]] = ..., quotas: _Optional[_Iterable[_Union[Registry.Quota, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Registry.Reservations, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...

@@ -339,6 +339,44 @@ class Resources:
     def unreserved(self) -> Resources:
         return self.filter_roles((UNRESERVED,))
 
+    def reserved(self) -> Resources:
+        """Returns the resources reserved for some role (everything but ``*``)."""
+        return Resources(
+            {k: v for k, v in self._scalars.items() if k[1] != UNRESERVED},
+            {k: v for k, v in self._ranges.items() if k[1] != UNRESERVED},
+            {k: v for k, v in self._sets.items() if k[1] != UNRESERVED},
+        )
+
+    def with_role(self, role: str) -> Resources:
+        """Returns the same resources, all carrying ``role`` (``*``: unreserved).
+
+        This is what a RESERVE (to a role) or UNRESERVE (to ``*``) does to them. Raises
+        ResourceError when ``role`` is not a valid role name.
+        """
+        if role != UNRESERVED and not _ROLE_RE.match(role):
+            raise ResourceError(f"role {role!r} is not a valid role name")
+        scalars: dict[Key, int] = {}
+        for (name, _role), milli in self._scalars.items():
+            scalars[(name, role)] = scalars.get((name, role), 0) + milli
+        ranges: dict[Key, list[Interval]] = {}
+        for (name, _role), intervals in self._ranges.items():
+            ranges.setdefault((name, role), []).extend(intervals)
+        sets: dict[Key, frozenset[str]] = {}
+        for (name, _role), items in self._sets.items():
+            sets[(name, role)] = sets.get((name, role), frozenset()) | items
+        return Resources(scalars, {k: _normalize(v) for k, v in ranges.items()}, sets)
+
+    def quantities(self) -> dict[str, int]:
+        """Returns every scalar summed across roles, in exact thousandths."""
+        out: dict[str, int] = {}
+        for (name, _role), milli in self._scalars.items():
+            out[name] = out.get(name, 0) + milli
+        return out
+
+    def is_scalar_only(self) -> bool:
+        """True when there are no range (ports) or set resources."""
+        return not (self._ranges or self._sets)
+
     def contains(self, other: Resources) -> bool:
         """True when ``other`` fits inside this bag, role by role."""
         for key, milli in other._scalars.items():

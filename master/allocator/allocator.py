@@ -1,20 +1,19 @@
 """Allocator: decides which framework is offered each agent's free resources. Pure.
 
-The allocator keeps the books of every agent (its total, and what is allocated to which
-framework: offered or used by a task; the rest is free) and of every framework (its roles,
-whether it is active or suppressed, its refusal filters). ``allocate(now)`` walks the agents
-and hands each one's free resources to the framework with the lowest weighted dominant share
-that wants them (DRF, see ``sorter.py``). The master turns the returned ``Allocation``s into
-offers, and calls ``recover`` when an offer is declined, rescinded or a task ends.
+The allocator keeps the books of every agent (its total, with its reservations, and what is
+allocated to which framework under which role: offered or used by a task; the rest is free) and
+of every framework (its roles, whether it is active or suppressed, its refusal filters).
+``allocate(now)`` hands each agent's free resources out by hierarchical DRF (see ``roles.py``
+and ``sorter.py``), in two stages like Mesos: first to roles whose quota guarantee is unmet, up
+to that guarantee; then to every role by fair share, never beyond a role's quota limit and never
+eating into the headroom unmet guarantees need. The master turns the returned ``Allocation``s
+into offers, and calls ``recover`` when an offer is declined, rescinded or a task ends.
+
+Unreserved (``*``) resources may be offered under any role; resources reserved for ``eng``
+only under ``eng`` or its sub-roles (``eng/ml``). Offers carry the reservations they contain.
 
 It does no I/O, never reads the clock (``now`` is passed in) and draws randomness only from the
 injected ``random.Random``.
-
-Structure (as Mesos's hierarchical allocator): a sorter of roles, and per role a sorter of its
-frameworks. Every resource is allocated under the role it carries, so a framework is offered
-unreserved (``"*"``) resources only when it is subscribed to ``"*"``, and resources reserved for
-``ml`` only under ``ml``. Hierarchical roles, role weights, quota and dynamic reservations
-are not built yet; they plug into the role level.
 
 Usage::
 
@@ -30,14 +29,18 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
 from mensa.proto.resources import UNRESERVED, Resources
 
-from .sorter import DRFSorter
+from . import views
+from .books import Books, _Agent, _Filter
+from .quota import Quota, check_quota, clip, room, unmet
+from .roles import check_role, lineage
+from .sorter import _check_weight
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +50,10 @@ MAX_REFUSE_SECONDS = 365 * 24 * 3600.0
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
-    """``resources`` on ``agent_id``, allocated to ``framework_id`` under ``role``."""
+    """``resources`` on ``agent_id``, allocated to ``framework_id`` under ``role``.
+
+    ``resources`` keep their reservations (``cpus(ml):2``); unreserved ones may go to any role.
+    """
 
     framework_id: str
     agent_id: str
@@ -56,187 +62,157 @@ class Allocation:
 
 
 @dataclass(slots=True)
-class _Filter:
-    resources: Resources  # refused: offers contained in these are not made
-    expires_at: float
+class _Pass:
+    """Quota bookkeeping for one pass: unreserved free scalars cluster-wide (thousandths)."""
+
+    available: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Agent:
-    total: Resources
-    free: Resources
-    allocated: dict[str, Resources] = field(default_factory=dict)  # framework id -> resources
-
-
-@dataclass(slots=True)
-class _Framework:
-    roles: tuple[str, ...]
-    active: bool
-    suppressed: set[str] = field(default_factory=set)
-    filters: dict[str, list[_Filter]] = field(default_factory=dict)  # agent id -> filters
-    tracked: set[str] = field(default_factory=set)  # roles whose sorter holds this framework
-
-
-class Allocator:
-    """The books of agents and frameworks, and the DRF decision over them.
+class Allocator(Books):
+    """The books of agents and frameworks, and the hierarchical DRF decision over them.
 
     Adding an agent or framework that already exists raises ValueError (the caller removes it
-    first). Every other call naming an unknown agent or framework logs a warning and does
-    nothing, so late or duplicate events are harmless.
+    first). Operator calls (weights, quota, reservations) raise ValueError with a clear message
+    on bad input and leave the state unchanged. Every other call naming an unknown agent or
+    framework logs a warning and does nothing, so late or duplicate events are harmless.
     """
 
     def __init__(
         self,
         *,
+        min_allocatable: Sequence[Resources] | None = None,
         min_allocatable_cpus: float = 0.01,
         min_allocatable_mem: float = 32.0,
         rng: random.Random | None = None,
     ) -> None:
-        for name, value in (("min_allocatable_cpus", min_allocatable_cpus),
-                            ("min_allocatable_mem", min_allocatable_mem)):
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a non-negative finite number, got {value}")
-        self._min_cpus = min_allocatable_cpus
-        self._min_mem = min_allocatable_mem
+        super().__init__()
+        if min_allocatable is None:
+            for name, value in (("min_allocatable_cpus", min_allocatable_cpus),
+                                ("min_allocatable_mem", min_allocatable_mem)):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                        or not math.isfinite(value) or value < 0:
+                    raise ValueError(f"{name} must be a non-negative finite number, got {value}")
+            min_allocatable = [Resources.scalars(cpus=min_allocatable_cpus),
+                               Resources.scalars(mem=min_allocatable_mem)]
+        minimums: list[dict[str, int]] = []
+        for quantity in min_allocatable:
+            if not isinstance(quantity, Resources) or not quantity.is_scalar_only():
+                raise ValueError(f"min_allocatable quantities must be scalar Resources, got {quantity!r}")
+            minimums.append(quantity.quantities())
+        self._min = minimums
         self._rng = rng
         self._passes = 0  # rotates the agent order when there is no rng
-        self._agents: dict[str, _Agent] = {}
-        self._frameworks: dict[str, _Framework] = {}
-        # Agents on which each framework id (added or not yet) holds resources.
-        self._framework_agents: dict[str, set[str]] = {}
-        # Frameworks holding filters on each agent, so removing an agent scans no frameworks.
-        self._agent_filters: dict[str, set[str]] = {}
-        self._role_sorter = DRFSorter()  # clients: roles
-        self._framework_sorters: dict[str, DRFSorter] = {}  # role -> clients: framework ids
+        self._quotas: dict[str, Quota] = {}
 
-    # -- agents -------------------------------------------------------------------------------
+    # -- weights and quota --------------------------------------------------------------------
 
-    def add_agent(
-        self, agent_id: str, total: Resources, allocated: Mapping[str, Resources] | None = None
-    ) -> None:
-        """Adds an agent; ``allocated`` maps framework ids to what is already in use there.
+    def set_weight(self, role: str, weight: float) -> None:
+        """Sets a role's weight: a role of weight 2 is entitled to twice the share of one of 1."""
+        check_role(role)
+        try:
+            value = _check_weight(weight)
+        except TypeError as e:
+            raise ValueError(str(e)) from None
+        self._tree.set_weight(role, value)
+        self._weights[role] = value
+        log.info("role_weight_set", role=role, weight=value)
 
-        Allocations to frameworks not added yet are booked now and counted in DRF when the
-        framework is added. What does not fit in ``total`` is dropped with a warning.
+    def weights(self) -> dict[str, float]:
+        """Returns the weights set explicitly, per role."""
+        return dict(self._weights)
+
+    def weight(self, role: str) -> float:
+        """Returns a role's weight (1.0 unless set)."""
+        return self._weights.get(role, 1.0)
+
+    def set_quota(self, role: str, guarantee: Resources, limit: Resources | None = None) -> None:
+        """Sets a role's quota (replacing any). A guarantee above the cluster is allowed, logged."""
+        quota = check_quota(role, guarantee, limit)
+        cluster = self._cluster_quantities()
+        over = sorted(n for n, v in guarantee.quantities().items() if v > cluster.get(n, 0))
+        if over:
+            log.warning("quota_exceeds_cluster", role=role, guarantee=str(guarantee), names=over)
+        self._quotas[role] = quota
+        self._epoch += 1
+        log.info("quota_set", role=role, guarantee=str(guarantee),
+                 limit=None if limit is None else str(limit))
+
+    def remove_quota(self, role: str) -> None:
+        """Removes a role's quota; ValueError when it has none."""
+        check_role(role)
+        if role not in self._quotas:
+            raise ValueError(f"role {role!r} has no quota")
+        del self._quotas[role]
+        self._epoch += 1
+        log.info("quota_removed", role=role)
+
+    def quotas(self) -> dict[str, Quota]:
+        """Returns every role's quota."""
+        return dict(self._quotas)
+
+    # -- reservations -------------------------------------------------------------------------
+
+    def reserve(self, agent_id: str, resources: Resources, role: str,
+                framework_id: str | None = None) -> Resources:
+        """Reserves unreserved ``resources`` on an agent for ``role``; returns them reserved.
+
+        With ``framework_id``, they come out of what the framework holds there (a RESERVE
+        operation in an ACCEPT) under ``role`` or a sub-role of it, and stay allocated to it;
+        without, out of the agent's free resources (the operator's /reserve). ValueError, state
+        unchanged, when the role is bad, the resources are reserved already, or not there.
         """
-        if agent_id in self._agents:
-            raise ValueError(f"agent {agent_id!r} already exists")
-        agent = _Agent(total=total, free=total)
-        self._agents[agent_id] = agent
-        self._role_sorter.add_total(total)
-        for sorter in self._framework_sorters.values():
-            sorter.add_total(total)
-        for framework_id, resources in (allocated or {}).items():
-            fits = _intersection(agent.free, resources)
-            if fits != resources:
-                log.warning("agent_allocation_clipped", agent_id=agent_id,
-                            framework_id=framework_id, requested=str(resources),
-                            booked=str(fits))
-            if not fits.is_empty():
-                self._grant(framework_id, agent_id, agent, fits)
+        check_role(role)
+        agent = self._known_agent(agent_id)
+        if resources.is_empty():
+            raise ValueError("nothing to reserve")
+        if resources.roles() != {UNRESERVED}:
+            raise ValueError(f"only unreserved resources can be reserved, got {resources}")
+        converted = resources.with_role(role)
+        self._convert(agent_id, agent, resources, converted, framework_id, role)
+        log.info("resources_reserved", agent_id=agent_id, role=role, resources=str(converted),
+                 framework_id=framework_id)
+        return converted
 
-    def remove_agent(self, agent_id: str) -> None:
-        """Removes an agent: its allocations leave the frameworks' books and the pool."""
-        agent = self._agents.pop(agent_id, None)
-        if agent is None:
-            log.warning("unknown_agent_ignored", agent_id=agent_id, action="remove")
-            return
-        for framework_id, resources in agent.allocated.items():
-            self._unindex(framework_id, agent_id)
-            if framework_id in self._frameworks:
-                self._uncount(framework_id, agent_id, resources)
-        self._role_sorter.remove_total(agent.total)
-        for sorter in self._framework_sorters.values():
-            sorter.remove_total(agent.total)
-        for framework_id in self._agent_filters.pop(agent_id, ()):
-            self._frameworks[framework_id].filters.pop(agent_id, None)
+    def unreserve(self, agent_id: str, resources: Resources,
+                  framework_id: str | None = None) -> Resources:
+        """Gives dynamically reserved ``resources`` back to ``*``; returns them unreserved.
 
-    def has_agent(self, agent_id: str) -> bool:
-        return agent_id in self._agents
-
-    # -- frameworks ---------------------------------------------------------------------------
-
-    def add_framework(
-        self, framework_id: str, roles: Sequence[str] = (UNRESERVED,), active: bool = True
-    ) -> None:
-        """Adds a framework subscribed to ``roles``; what agents already book for it counts."""
-        if framework_id in self._frameworks:
-            raise ValueError(f"framework {framework_id!r} already exists")
-        if isinstance(roles, str):
-            raise TypeError(f"roles must be a sequence of role names, got the string {roles!r}")
-        fw = _Framework(roles=tuple(dict.fromkeys(roles)), active=active)
-        self._frameworks[framework_id] = fw
-        for role in fw.roles:
-            self._track(framework_id, fw, role)
-        for agent_id in self._framework_agents.get(framework_id, ()):
-            self._count(framework_id, agent_id, self._agents[agent_id].allocated[framework_id])
-
-    def remove_framework(self, framework_id: str) -> None:
-        """Removes a framework; everything allocated to it on every agent becomes free.
-
-        Also frees what agents booked for a framework id that was never added.
+        With ``framework_id``, out of what the framework holds there (they stay allocated to
+        it); without, out of the agent's free resources. ValueError, state unchanged, when they
+        are not dynamically reserved there (static reservations cannot be unreserved).
         """
-        fw = self._frameworks.pop(framework_id, None)
-        for agent_id in self._framework_agents.pop(framework_id, ()):
-            agent = self._agents[agent_id]
-            agent.free = agent.free + agent.allocated.pop(framework_id)
-        if fw is None:
-            return
-        for role in fw.tracked:
-            sorter = self._framework_sorters[role]
-            for agent_id, resources in sorter.allocation(framework_id).items():
-                self._role_sorter.unallocated(role, agent_id, resources)
-            sorter.remove(framework_id)
-            if len(sorter) == 0:
-                del self._framework_sorters[role]
-                self._role_sorter.remove(role)
-        for agent_id in fw.filters:
-            self._drop_filter_index(agent_id, framework_id)
+        agent = self._known_agent(agent_id)
+        if resources.is_empty():
+            raise ValueError("nothing to unreserve")
+        if UNRESERVED in resources.roles():
+            raise ValueError(f"only reserved resources can be unreserved, got {resources}")
+        dynamic = agent.total.reserved() - agent.static
+        if not dynamic.contains(resources):
+            raise ValueError(f"{resources} are not dynamically reserved on agent {agent_id!r} "
+                             f"(dynamic reservations: {dynamic or 'none'})")
+        converted = resources.with_role(UNRESERVED)
+        self._convert(agent_id, agent, resources, converted, framework_id, None)
+        log.info("resources_unreserved", agent_id=agent_id, resources=str(resources),
+                 framework_id=framework_id)
+        return converted
 
-    def has_framework(self, framework_id: str) -> bool:
-        return framework_id in self._frameworks
-
-    def activate_framework(self, framework_id: str) -> None:
-        """Makes a framework eligible for offers again."""
-        fw = self._framework(framework_id, "activate")
-        if fw is not None:
-            fw.active = True
-            self._sync(framework_id, fw)
-
-    def deactivate_framework(self, framework_id: str) -> None:
-        """Stops offers to a framework; its allocations stay. Clears its filters (as Mesos)."""
-        fw = self._framework(framework_id, "deactivate")
-        if fw is not None:
-            fw.active = False
-            self._sync(framework_id, fw)
-            self._clear_filters(framework_id, fw)
-
-    def suppress(self, framework_id: str, roles: Sequence[str] | None = None) -> None:
-        """Stops offers to a framework in ``roles`` (all its roles when None) until revived."""
-        fw = self._framework(framework_id, "suppress")
-        if fw is not None:
-            fw.suppressed |= self._own_roles(framework_id, fw, roles)
-            self._sync(framework_id, fw)
-
-    def revive(self, framework_id: str, roles: Sequence[str] | None = None) -> None:
-        """Unsuppresses ``roles`` (all when None) and removes all the framework's filters."""
-        fw = self._framework(framework_id, "revive")
-        if fw is not None:
-            fw.suppressed -= self._own_roles(framework_id, fw, roles)
-            self._sync(framework_id, fw)
-            self._clear_filters(framework_id, fw)
+    def reservations(self, agent_id: str) -> Resources:
+        """Returns the reserved part of an agent's total (empty for an unknown agent)."""
+        agent = self._agents.get(agent_id)
+        return agent.total.reserved() if agent is not None else Resources.empty()
 
     # -- the decision -------------------------------------------------------------------------
 
     def recover(self, agent_id: str, framework_id: str, resources: Resources,
-                refuse_seconds: float | None, now: float) -> None:
+                refuse_seconds: float | None, now: float, role: str | None = None) -> None:
         """Frees ``resources`` allocated (offered or used) to a framework on an agent.
 
-        When ``refuse_seconds`` is positive, the framework is not offered resources on that
-        agent that the freed resources contain until ``now + refuse_seconds`` (at most
-        MAX_REFUSE_SECONDS; infinity is capped, NaN or not positive means no filter). Once
-        more is free there than was refused, the filter no longer blocks. What is not
-        allocated to the framework there is ignored, with a warning.
+        ``role``, when given, is the role they were allocated under (the offer's); else they
+        are taken off the framework's roles in turn. When ``refuse_seconds`` is positive, the
+        framework is not offered resources on that agent that the freed resources contain until
+        ``now + refuse_seconds`` (at most MAX_REFUSE_SECONDS; infinity is capped, NaN or not
+        positive means no filter). Once more is free there than was refused, the filter no
+        longer blocks. What is not allocated to the framework there is ignored, with a warning.
         """
         agent = self._agents.get(agent_id)
         if agent is None:
@@ -251,7 +227,7 @@ class Allocator:
                         allocated=str(held), recovered=str(freed))
         if freed.is_empty():
             return
-        self._release(framework_id, agent_id, agent, freed)
+        self._release(framework_id, agent_id, agent, freed, role)
         seconds = _refuse_seconds(refuse_seconds)
         fw = self._frameworks.get(framework_id)
         if seconds is not None and fw is not None:
@@ -259,13 +235,15 @@ class Allocator:
             self._agent_filters.setdefault(agent_id, set()).add(framework_id)
 
     def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
-        """Returns this pass's allocations, at most one per agent and role, already booked.
+        """Returns this pass's allocations, at most one per agent, framework and role, booked.
 
-        Visits the agents (all, or ``agent_ids``) in an order that changes from pass to pass.
-        For each, for each role in DRF order, offers all the agent's free resources of that
-        role, when they reach the minimum allocatable (cpus or mem), to the first framework in
-        the role's DRF order that is active, not suppressed and not filtered for them. Each
-        allocation is booked before the next agent, so that one goes to whoever is lowest now.
+        Visits the agents (all, or ``agent_ids``) in an order that changes from pass to pass,
+        twice when a quota guarantee is unmet (stage 1: only roles owed a guarantee, up to it),
+        else once (stage 2). For each agent, for each role in hierarchical DRF order, offers
+        what the role may have there (unreserved and its own or its ancestors' reservations,
+        cut to quota limits and headroom), when it reaches the minimum allocatable, to the
+        first framework in the role's DRF order that is active, not suppressed and not filtered
+        for it. Each allocation is booked before the next, so each goes to whoever is lowest now.
         """
         if agent_ids is None:
             order = list(self._agents)
@@ -273,144 +251,138 @@ class Allocator:
             order = [a for a in dict.fromkeys(agent_ids) if a in self._agents]
         self._arrange(order)
         out: list[Allocation] = []
-        if not self._framework_sorters:
+        if not self._tree.sorted_roles():
             return out
+        ctx = self._start_pass() if self._quotas else None
+        if ctx is not None and any(self._unmet(q) for q in self._quotas):
+            for agent_id in order:
+                self._allocate_agent(agent_id, now, out, ctx, guarantees=True)
+            out = _merge(out)
+            merged = len(out)
+        else:
+            merged = 0
         for agent_id in order:
-            agent = self._agents[agent_id]
-            if agent.free.is_empty():
-                continue
-            for role in self._role_sorter.sort():
-                offerable = _of_role(agent.free, role)
-                if not self._allocatable(offerable):
-                    continue
-                # Lazy: the sorter is changed only by _grant, right before the loop ends.
-                for framework_id in self._framework_sorters[role].iter_sorted():
-                    if self._filtered(framework_id, agent_id, offerable, now):
-                        continue
-                    self._grant(framework_id, agent_id, agent, offerable, role)
-                    out.append(Allocation(framework_id, agent_id, role, offerable))
-                    break
+            self._allocate_agent(agent_id, now, out, ctx, guarantees=False)
+        if merged:
+            out = _merge(out)
         return out
 
-    # -- queries ------------------------------------------------------------------------------
+    # -- visibility ---------------------------------------------------------------------------
 
-    def free(self, agent_id: str) -> Resources:
-        """Returns what is free on an agent (empty for an unknown agent)."""
-        agent = self._agents.get(agent_id)
-        return agent.free if agent is not None else Resources.empty()
+    def roles_summary(self) -> list[views.RoleSummary]:
+        """Returns every role with frameworks, a weight, a quota or allocations, by name."""
+        return views.roles_summary(self)
 
-    def total(self, agent_id: str) -> Resources:
-        """Returns an agent's total (empty for an unknown agent)."""
-        agent = self._agents.get(agent_id)
-        return agent.total if agent is not None else Resources.empty()
+    def framework_summary(self, framework_id: str, now: float) -> views.FrameworkSummary:
+        """Returns a framework's roles, allocations and shares per role, suppressed roles,
+        live filters and whether it is active. ValueError for an unknown framework."""
+        return views.framework_summary(self, framework_id, now)
 
-    def allocated(self, agent_id: str) -> dict[str, Resources]:
-        """Returns what is allocated on an agent, per framework id (a copy)."""
-        agent = self._agents.get(agent_id)
-        return dict(agent.allocated) if agent is not None else {}
-
-    def framework_allocated(self, framework_id: str) -> Resources:
-        """Returns everything allocated to a framework, on every agent."""
-        total = Resources.empty()
-        for agent_id in self._framework_agents.get(framework_id, ()):
-            total = total + self._agents[agent_id].allocated[framework_id]
-        return total
-
-    def share(self, framework_id: str, role: str = UNRESERVED) -> float:
-        """Returns a framework's weighted dominant share within ``role`` (0 when not there)."""
-        sorter = self._framework_sorters.get(role)
-        if sorter is None or framework_id not in sorter:
-            return 0.0
-        return sorter.share(framework_id)
-
-    def is_suppressed(self, framework_id: str, role: str | None = None) -> bool:
-        """True when the framework is suppressed in ``role`` (in all its roles when None)."""
-        fw = self._frameworks.get(framework_id)
-        if fw is None:
-            return False
-        if role is not None:
-            return role in fw.suppressed
-        return bool(fw.roles) and all(r in fw.suppressed for r in fw.roles)
-
-    def filters(self, framework_id: str, now: float | None = None) -> int:
-        """Returns how many refusal filters a framework holds (only unexpired ones at ``now``)."""
-        fw = self._frameworks.get(framework_id)
-        if fw is None:
-            return 0
-        return sum(1 for fs in fw.filters.values() for f in fs if now is None or f.expires_at > now)
-
-    # -- internals: the books ------------------------------------------------------------------
-
-    def _grant(self, framework_id: str, agent_id: str, agent: _Agent, resources: Resources,
-               role: str | None = None) -> None:
-        """Moves ``resources`` (free on the agent; all of ``role`` when given, which the
-        framework is tracked under) to the framework's allocation there."""
-        agent.free = agent.free - resources
-        agent.allocated[framework_id] = (
-            agent.allocated.get(framework_id, Resources.empty()) + resources
-        )
-        self._framework_agents.setdefault(framework_id, set()).add(agent_id)
-        if role is not None:
-            self._framework_sorters[role].allocated(framework_id, agent_id, resources)
-            self._role_sorter.allocated(role, agent_id, resources)
-        elif framework_id in self._frameworks:
-            self._count(framework_id, agent_id, resources)
-
-    def _release(self, framework_id: str, agent_id: str, agent: _Agent, resources: Resources) -> None:
-        """Moves ``resources`` (allocated to the framework there) back to the agent's free."""
-        left = agent.allocated[framework_id] - resources
-        if left.is_empty():
-            del agent.allocated[framework_id]
-            self._unindex(framework_id, agent_id)
-        else:
-            agent.allocated[framework_id] = left
-        agent.free = agent.free + resources
-        if framework_id in self._frameworks:
-            self._uncount(framework_id, agent_id, resources)
-
-    def _unindex(self, framework_id: str, agent_id: str) -> None:
-        agents = self._framework_agents.get(framework_id)
-        if agents is not None:
-            agents.discard(agent_id)
-            if not agents:
-                del self._framework_agents[framework_id]
-
-    def _count(self, framework_id: str, agent_id: str, resources: Resources) -> None:
-        """Records an added framework's allocation in the sorters, under each resource's role."""
-        fw = self._frameworks[framework_id]
-        for role in resources.roles():
-            part = _of_role(resources, role)
-            self._track(framework_id, fw, role)
-            self._framework_sorters[role].allocated(framework_id, agent_id, part)
-            self._role_sorter.allocated(role, agent_id, part)
-
-    def _uncount(self, framework_id: str, agent_id: str, resources: Resources) -> None:
-        for role in resources.roles():
-            part = _of_role(resources, role)
-            self._framework_sorters[role].unallocated(framework_id, agent_id, part)
-            self._role_sorter.unallocated(role, agent_id, part)
-
-    def _track(self, framework_id: str, fw: _Framework, role: str) -> None:
-        """Makes sure ``role`` has a sorter and the framework is a client of it."""
-        sorter = self._framework_sorters.get(role)
-        if sorter is None:
-            sorter = DRFSorter(total=self._role_sorter.totals())
-            self._framework_sorters[role] = sorter
-            self._role_sorter.add(role)
-        if framework_id not in sorter:
-            sorter.add(framework_id, active=_eligible(fw, role))
-            fw.tracked.add(role)
-
-    def _sync(self, framework_id: str, fw: _Framework) -> None:
-        """Makes the framework active in exactly the role sorters where it may be offered."""
-        for role in fw.tracked:
-            sorter = self._framework_sorters[role]
-            if _eligible(fw, role):
-                sorter.activate(framework_id)
-            else:
-                sorter.deactivate(framework_id)
+    def explain(self, framework_id: str, now: float) -> list[str]:
+        """Returns why a framework receives no offers right now (empty when nothing stops it)."""
+        return views.explain(self, framework_id, now)
 
     # -- internals: the decision ---------------------------------------------------------------
+
+    def _allocate_agent(self, agent_id: str, now: float, out: list[Allocation],
+                        ctx: _Pass | None, *, guarantees: bool) -> None:
+        agent = self._agents[agent_id]
+        for role in self._tree.sorted_roles():
+            if agent.free.is_empty():
+                return
+            offerable = self._offerable(agent, role)
+            if offerable.is_empty():
+                continue
+            if ctx is not None:
+                caps = self._caps(role, offerable, ctx, guarantees=guarantees)
+                if caps is None:
+                    continue
+                if caps:
+                    offerable = clip(offerable, caps)
+            if not self._allocatable(offerable):
+                continue
+            framework_id = self._pick(role, agent_id, offerable, now)
+            if framework_id is None:
+                continue
+            self._grant(framework_id, agent_id, agent, offerable, role)
+            out.append(Allocation(framework_id, agent_id, role, offerable))
+            if ctx is not None:
+                for name, milli in offerable.unreserved().quantities().items():
+                    ctx.available[name] = ctx.available.get(name, 0) - milli
+
+    def _offerable(self, agent: _Agent, role: str) -> Resources:
+        """Returns the part of the agent's free resources ``role`` may be offered."""
+        free = agent.free
+        if not agent.reserved_roles:
+            return free
+        keep = {UNRESERVED}
+        keep.update(r for r in lineage(role) if r in agent.reserved_roles)
+        return free if free.roles() <= keep else free.filter_roles(keep)
+
+    def _caps(self, role: str, offerable: Resources, ctx: _Pass, *,
+              guarantees: bool) -> dict[str, int] | None:
+        """Returns per-name caps (thousandths) for an offer to ``role``: quota limits of the
+        role and its ancestors, the headroom others' unmet guarantees need and, in stage 1,
+        the role's unmet guarantee. None: the role gets nothing in this stage."""
+        chain = [r for r in lineage(role) if r in self._quotas]
+        caps: dict[str, int] = {}
+        own: dict[str, int] = {}
+        for r in chain:
+            for name, milli in self._unmet(r).items():
+                own[name] = max(own.get(name, 0), milli)
+        if guarantees:
+            if not own:
+                return None
+            for r in chain:
+                for name in self._quotas[r].guarantee.quantities():
+                    caps[name] = own.get(name, 0)
+        for r in chain:
+            left = room(self._quotas[r], self._tree.consumed(r))
+            for name, milli in (left or {}).items():
+                caps[name] = min(caps.get(name, milli), milli)
+        required: dict[str, int] = {}
+        for r in self._quotas:
+            for name, milli in self._unmet(r).items():
+                required[name] = required.get(name, 0) + milli
+        if required:
+            reserved = offerable.reserved().quantities()
+            for name, need in required.items():
+                allowance = ctx.available.get(name, 0) - need + own.get(name, 0)
+                cap = max(0, allowance) + reserved.get(name, 0)
+                caps[name] = min(caps.get(name, cap), cap)
+        return caps
+
+    def _unmet(self, role: str) -> dict[str, int]:
+        return unmet(self._quotas[role], self._tree.consumed(role))
+
+    def _start_pass(self) -> _Pass:
+        ctx = _Pass()
+        for agent in self._agents.values():
+            for name, milli in agent.free.unreserved().quantities().items():
+                ctx.available[name] = ctx.available.get(name, 0) + milli
+        return ctx
+
+    def _pick(self, role: str, agent_id: str, offerable: Resources, now: float) -> str | None:
+        """Returns the first framework of ``role`` in DRF order not filtered for ``offerable``.
+
+        Remembers when every framework was filtered, so that later passes skip the agent and
+        role at once while nothing changed (same offer, no framework unblocked, no filter
+        expired): a decline storm costs one scan per agent, not one per pass.
+        """
+        blocked = self._blocked.get(agent_id)
+        entry = blocked.get(role) if blocked is not None else None
+        if entry is not None:
+            if entry[1] == self._epoch and now < entry[2] and entry[0] == offerable:
+                return None
+            del blocked[role]  # type: ignore[union-attr]
+        until = math.inf
+        for framework_id in self._framework_sorters[role].iter_sorted():
+            expires = self._filtered(framework_id, agent_id, offerable, now)
+            if expires is None:
+                return framework_id
+            until = min(until, expires)
+        self._blocked.setdefault(agent_id, {})[role] = (offerable, self._epoch, until)
+        return None
 
     def _arrange(self, order: list[str]) -> None:
         """Reorders the agents of a pass: shuffled with the rng, else rotated each pass."""
@@ -422,67 +394,89 @@ class Allocator:
         self._passes += 1
 
     def _allocatable(self, resources: Resources) -> bool:
+        """True when ``resources`` hold at least one of the minimum allocatable quantities."""
         if resources.is_empty():
             return False
-        return (resources.scalar("cpus") >= self._min_cpus
-                or resources.scalar("mem") >= self._min_mem)
+        have = resources.quantities()
+        return not self._min or any(
+            all(have.get(name, 0) >= milli for name, milli in minimum.items())
+            for minimum in self._min)
 
-    def _filtered(self, framework_id: str, agent_id: str, offerable: Resources, now: float) -> bool:
-        """True when a live filter blocks ``offerable``; drops the expired ones it meets."""
+    def _filtered(self, framework_id: str, agent_id: str, offerable: Resources,
+                  now: float) -> float | None:
+        """Returns when the live filters blocking ``offerable`` expire (None: not blocked);
+        drops the expired ones it meets."""
         fw = self._frameworks[framework_id]
         filters = fw.filters.get(agent_id)
         if not filters:
-            return False
-        live = [f for f in filters if f.expires_at > now]
-        if len(live) != len(filters):
+            return None
+        blocked_until: float | None = None
+        expired = False
+        for f in filters:
+            if f.expires_at <= now:
+                expired = True
+            elif f.resources.contains(offerable):
+                blocked_until = max(blocked_until or f.expires_at, f.expires_at)
+        if expired:
+            live = [f for f in filters if f.expires_at > now]
             if live:
                 fw.filters[agent_id] = live
             else:
                 del fw.filters[agent_id]
                 self._drop_filter_index(agent_id, framework_id)
-        return any(f.resources.contains(offerable) for f in live)
+        return blocked_until
 
-    def _clear_filters(self, framework_id: str, fw: _Framework) -> None:
-        for agent_id in fw.filters:
-            self._drop_filter_index(agent_id, framework_id)
-        fw.filters.clear()
+    # -- internals: reservations --------------------------------------------------------------
 
-    def _drop_filter_index(self, agent_id: str, framework_id: str) -> None:
-        holders = self._agent_filters.get(agent_id)
-        if holders is not None:
-            holders.discard(framework_id)
-            if not holders:
-                del self._agent_filters[agent_id]
+    def _known_agent(self, agent_id: str) -> _Agent:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise ValueError(f"unknown agent {agent_id!r}")
+        return agent
 
-    def _framework(self, framework_id: str, action: str) -> _Framework | None:
-        fw = self._frameworks.get(framework_id)
-        if fw is None:
-            log.warning("unknown_framework_ignored", framework_id=framework_id, action=action)
-        return fw
+    def _convert(self, agent_id: str, agent: _Agent, before: Resources, after: Resources,
+                 framework_id: str | None, reserve_role: str | None) -> None:
+        """Replaces ``before`` by ``after`` (the same quantities, other roles) in the agent's
+        total, and in its free resources or the framework's allocation there."""
+        if framework_id is None:
+            if not agent.free.contains(before):
+                raise ValueError(f"{before} are not free on agent {agent_id!r} "
+                                 f"(free: {agent.free or 'nothing'})")
+            agent.free = agent.free - before + after
+        else:
+            fw = self._frameworks.get(framework_id)
+            if fw is None:
+                raise ValueError(f"unknown framework {framework_id!r}")
+            role = next((r for r in sorted(fw.tracked)
+                         if (reserve_role is None or r == reserve_role
+                             or r.startswith(reserve_role + "/"))
+                         and self._framework_sorters[r].allocation_on(framework_id, agent_id)
+                         .contains(before)), None)
+            if role is None:
+                raise ValueError(
+                    f"{before} are not allocated to framework {framework_id!r} on agent "
+                    f"{agent_id!r}" + ("" if reserve_role is None else
+                                       f" under role {reserve_role!r} or a sub-role"))
+            sorter = self._framework_sorters[role]
+            sorter.unallocated(framework_id, agent_id, before)
+            sorter.allocated(framework_id, agent_id, after)
+            self._tree.unallocated(role, agent_id, before)
+            self._tree.allocated(role, agent_id, after)
+            agent.allocated[framework_id] = agent.allocated[framework_id] - before + after
+        agent.total = agent.total - before + after
+        agent.reserved_roles = frozenset(agent.total.roles() - {UNRESERVED})
+        self._epoch += 1
 
-    @staticmethod
-    def _own_roles(framework_id: str, fw: _Framework, roles: Sequence[str] | None) -> set[str]:
-        if roles is None:
-            return set(fw.roles)
-        own = {r for r in roles if r in fw.roles}
-        if len(own) != len(set(roles)):
-            log.warning("unsubscribed_roles_ignored", framework_id=framework_id,
-                        roles=sorted(set(roles) - own))
-        return own
 
-
-def _eligible(fw: _Framework, role: str) -> bool:
-    return fw.active and role in fw.roles and role not in fw.suppressed
-
-
-def _of_role(resources: Resources, role: str) -> Resources:
-    """Returns the part of ``resources`` that carries ``role``."""
-    roles = resources.roles()
-    if roles == {role}:
-        return resources
-    if role not in roles:
-        return Resources.empty()
-    return resources.filter_roles((role,))
+def _merge(allocations: list[Allocation]) -> list[Allocation]:
+    """Joins allocations of the same framework, agent and role (stage 1 and stage 2)."""
+    joined: dict[tuple[str, str, str], Resources] = {}
+    for a in allocations:
+        key = (a.framework_id, a.agent_id, a.role)
+        joined[key] = joined.get(key, Resources.empty()) + a.resources
+    if len(joined) == len(allocations):
+        return allocations
+    return [Allocation(f, a, r, res) for (f, a, r), res in joined.items()]
 
 
 def _intersection(a: Resources, b: Resources) -> Resources:
@@ -491,7 +485,9 @@ def _intersection(a: Resources, b: Resources) -> Resources:
 
 
 def _refuse_seconds(value: float | None) -> float | None:
-    """Returns how long a filter lasts, or None for no filter."""
+    """Returns how long a filter lasts, or None for no filter (negative, NaN: none; huge: a
+    year, as Mesos clamps)."""
     if value is None or math.isnan(value) or value <= 0:
         return None
     return min(value, MAX_REFUSE_SECONDS)
+

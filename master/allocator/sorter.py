@@ -40,7 +40,7 @@ _Key = tuple[float, int, str]
 
 def _milli(resources: Resources) -> dict[str, int]:
     """Returns the scalars of ``resources`` summed across roles, in exact thousandths."""
-    return {name: round(value * MILLI) for name, value in resources.scalar_totals().items()}
+    return resources.quantities()
 
 
 @dataclass(slots=True)
@@ -59,7 +59,7 @@ class DRFSorter:
     number) raises KeyError, ValueError or TypeError: the caller owns the bookkeeping.
     """
 
-    __slots__ = ("_clients", "_order", "_stale", "_total")
+    __slots__ = ("_active", "_clients", "_order", "_stale", "_total")
 
     def __init__(self, total: Mapping[str, float] | None = None) -> None:
         """Starts with no clients and ``total`` (scalar name -> amount, e.g. another sorter's
@@ -72,6 +72,7 @@ class DRFSorter:
                 self._total[name] = milli
         self._order: list[_Key] = []  # keys of the active clients, ascending
         self._stale = False  # the total changed: every key must be recomputed
+        self._active = 0  # how many clients are active
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -95,6 +96,7 @@ class DRFSorter:
         if c.active:
             return
         c.active = True
+        self._active += 1
         if not self._stale:
             self._insert(client, c)
 
@@ -104,6 +106,7 @@ class DRFSorter:
         if not c.active:
             return
         c.active = False
+        self._active -= 1
         if c.key is not None:
             self._discard(c)
 
@@ -133,7 +136,8 @@ class DRFSorter:
         if resources.is_empty():
             return
         c = self._clients[client]
-        c.allocation[agent_id] = c.allocation.get(agent_id, Resources.empty()) + resources
+        before = c.allocation.get(agent_id)
+        c.allocation[agent_id] = resources if before is None else before + resources
         for name, milli in _milli(resources).items():
             c.scalars[name] = c.scalars.get(name, 0) + milli
         self._reposition(client, c)
@@ -163,6 +167,14 @@ class DRFSorter:
     def allocation(self, client: str) -> dict[str, Resources]:
         """Returns ``client``'s allocation per agent id (a copy)."""
         return dict(self._clients[client].allocation)
+
+    def scalars(self, client: str) -> dict[str, int]:
+        """Returns ``client``'s allocated scalars summed across roles, in thousandths (a copy)."""
+        return dict(self._clients[client].scalars)
+
+    def active_count(self) -> int:
+        """Returns how many clients are active."""
+        return self._active
 
     def allocation_on(self, client: str, agent_id: str) -> Resources:
         """Returns what ``client`` is allocated on ``agent_id`` (empty when nothing)."""

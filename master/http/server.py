@@ -17,7 +17,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from mensa.master.http.state_json import metrics_json, state_json
+from mensa.master.http.state_json import metrics_json, roles_json, state_json
 
 if TYPE_CHECKING:
     from mensa.master.service import MasterService
@@ -63,7 +63,14 @@ class StateHandler(_Base):
         state = self.leading_state()
         if state is not None:
             self.write_json(state_json(state, started_at=self.master.started_at,
-                                       elected_at=self.master.elected_at))
+                                       elected_at=self.master.elected_at, now=time.time()))
+
+
+class RolesHandler(_Base):
+    def get(self) -> None:
+        state = self.leading_state()
+        if state is not None:
+            self.write_json({"roles": roles_json(state)})
 
 
 class MetricsHandler(_Base):
@@ -81,8 +88,13 @@ def start_http(master: MasterService, ip: str, port: int) -> tuple[tornado.https
         (r"/master/state", StateHandler),
         (r"/state\.json", StateHandler),
         (r"/metrics/snapshot", MetricsHandler),
+        (r"/roles", RolesHandler),
     ]
-    app = tornado.web.Application([(path, handler, {"master": master}) for path, handler in routes])
+    from mensa.master.http.operator_api import operator_routes
+
+    handlers: list[Any] = [(path, handler, {"master": master}) for path, handler in routes]
+    handlers += [(path, handler, {"master": master, **extra}) for path, handler, extra in operator_routes()]
+    app = tornado.web.Application(handlers)
     server = tornado.httpserver.HTTPServer(app)
     sockets = tornado.netutil.bind_sockets(port, address=ip, family=socket.AF_INET)
     server.add_sockets(sockets)

@@ -50,7 +50,8 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
     return out
 
 
-def framework_json(state: MasterState, framework: FrameworkRecord, active: bool) -> dict[str, Any]:
+def framework_json(state: MasterState, framework: FrameworkRecord, active: bool,
+                   now: float | None = None) -> dict[str, Any]:
     used = Resources.empty()
     for task in framework.tasks.values():
         if not task.released:
@@ -81,6 +82,7 @@ def framework_json(state: MasterState, framework: FrameworkRecord, active: bool)
         "resources": (used + offered).to_json(),
         "used_resources": used.to_json(),
         "offered_resources": offered.to_json(),
+        **_allocation_json(state, framework, active, now),
         "tasks": [task_json(t) for t in framework.tasks.values()],
         "completed_tasks": [task_json(t) for t in framework.completed],
         "offers": [
@@ -119,7 +121,47 @@ def agent_json(state: MasterState, agent: AgentRecord) -> dict[str, Any]:
     }
 
 
-def state_json(state: MasterState, *, started_at: float, elected_at: float | None) -> dict[str, Any]:
+def _allocation_json(state: MasterState, framework: FrameworkRecord, active: bool,
+                     now: float | None) -> dict[str, Any]:
+    """How the allocator sees a framework: shares per role, suppression, filters, and why it
+    is offered nothing right now (empty when nothing stops it)."""
+    if now is None or not active or not state.allocator.has_framework(framework.framework_id):
+        return {}
+    summary = state.allocator.framework_summary(framework.framework_id, now)
+    return {
+        "allocation": {
+            "roles": list(summary.roles),
+            "allocated": {role: r.to_json() for role, r in summary.allocated.items()},
+            "dominant_shares": dict(summary.shares),
+            "suppressed_roles": list(summary.suppressed),
+            "active_filters": summary.filters,
+            "outstanding_offers": len(state.offers.for_framework(framework.framework_id)),
+            "why_no_offers": state.allocator.explain(framework.framework_id, now),
+        },
+    }
+
+
+def roles_json(state: MasterState) -> list[dict[str, Any]]:
+    """Every role with frameworks, weights, quota or allocations (Mesos's /roles, extended)."""
+    out = []
+    for role in state.allocator.roles_summary():
+        entry: dict[str, Any] = {
+            "name": role.role,
+            "weight": role.weight,
+            "resources": role.allocated.to_json(),
+            "allocated": role.allocated.to_json(),
+            "dominant_share": role.share,
+            "frameworks": list(role.frameworks),
+        }
+        if role.quota is not None:
+            entry["quota"] = {"guarantee": role.quota.guarantee.to_json(),
+                              "limit": role.quota.limit.to_json() if role.quota.limit is not None else None}
+        out.append(entry)
+    return out
+
+
+def state_json(state: MasterState, *, started_at: float, elected_at: float | None,
+               now: float | None = None) -> dict[str, Any]:
     """Returns the whole /state document."""
     info = state.config.master_info
     leader = f"master@{info.address.ip}:{info.address.port}"
@@ -139,9 +181,11 @@ def state_json(state: MasterState, *, started_at: float, elected_at: float | Non
         "deactivated_slaves": 0,
         "agents": agents,
         "slaves": agents,
-        "frameworks": [framework_json(state, f, True) for f in state.frameworks.values()],
+        "frameworks": [framework_json(state, f, True, now) for f in state.frameworks.values()],
         "completed_frameworks": [framework_json(state, f, False)
                                  for f in state.completed_frameworks.values()],
+        "roles": roles_json(state),
+        "reservations": {agent_id: reserved.to_json() for agent_id, reserved in state.reservations.items()},
         "orphan_tasks": [],
         "unregistered_frameworks": [],
     }

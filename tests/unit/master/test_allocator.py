@@ -309,14 +309,18 @@ def test_agent_allocations_that_do_not_fit_are_clipped() -> None:
     assert alloc.free("a0") == R("mem:4096")
 
 
-def test_frameworks_only_get_resources_of_their_roles() -> None:
+def test_unreserved_resources_go_to_every_role_reserved_ones_only_to_theirs() -> None:
     alloc = make()
     alloc.add_agent("a0", R("cpus:4;mem:4096"))
+    alloc.add_agent("a1", R("cpus(ml):2;mem(ml):2048"))
+    alloc.add_framework("star", roles=("*",))
+    assert alloc.allocate(now=0.0, agent_ids=["a1"]) == []  # ml's reservation: not for "*"
     alloc.add_framework("ml_only", roles=("ml",))
-    assert alloc.allocate(now=0.0) == []
-    alloc.add_framework("any")
-    [offer] = alloc.allocate(now=0.0)
-    assert (offer.framework_id, offer.role) == ("any", "*")
+    [offer] = alloc.allocate(now=0.0, agent_ids=["a1"])
+    assert offer == Allocation("ml_only", "a1", "ml", R("cpus(ml):2;mem(ml):2048"))
+    # Unreserved a0 goes to the lowest share: star holds nothing, ml_only holds a1.
+    [offer] = alloc.allocate(now=0.0, agent_ids=["a0"])
+    assert (offer.framework_id, offer.role) == ("star", "*")
 
 
 def test_duplicates_and_unknown_ids() -> None:
@@ -445,7 +449,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         for o in offers:
             assert some is None or o.agent_id in some
             assert before[o.agent_id].contains(o.resources)
-            assert o.resources.roles() == {o.role}
+            assert o.resources.roles() <= {"*", o.role}
             assert o.framework_id in self.roles
             assert self.active[o.framework_id]
             assert o.role in self.roles[o.framework_id]
@@ -493,12 +497,18 @@ class AllocatorMachine(RuleBasedStateMachine):
             for a in agents:
                 held = held + self.alloc.allocated(a).get(framework_id, Resources.empty())
             assert self.alloc.framework_allocated(framework_id) == held
-            for role in self.roles.get(framework_id, ()):
-                mine = held.filter_roles([role]).scalar_totals()
-                expected = max(
-                    [v / pool[n] for n, v in mine.items() if pool.get(n, 0) > 0], default=0.0
-                )
+            if framework_id not in self.roles:
+                continue
+            summary = self.alloc.framework_summary(framework_id, self.now)
+            booked = Resources.empty()
+            for role, mine in summary.allocated.items():
+                booked = booked + mine
+                # Reserved resources are only ever booked under their own role.
+                assert mine.roles() <= {"*", role}
+                expected = max([v / pool[n] for n, v in mine.scalar_totals().items()
+                                if pool.get(n, 0) > 0], default=0.0)
                 assert self.alloc.share(framework_id, role) == pytest.approx(expected)
+            assert booked == held
 
 
 TestAllocatorMachine = AllocatorMachine.TestCase
