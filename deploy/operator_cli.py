@@ -40,6 +40,7 @@ def add_quota_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("role")
     p.add_argument("--guarantee", default="", help='resources, e.g. "cpus:4;mem:8192"')
     p.add_argument("--limit", help="the most the role may hold, e.g. \"cpus:8;mem:16384\"")
+    p.add_argument("--force", action="store_true", help="allow a guarantee beyond the cluster's resources")
     _master(p)
     p = sub.add_parser("get", help="print quotas")
     p.add_argument("role", nargs="?", default="")
@@ -97,6 +98,8 @@ def _run(args: argparse.Namespace, base: str) -> int:
             payload: dict[str, Any] = {"role": args.role, "guarantee": args.guarantee}
             if args.limit is not None:
                 payload["limit"] = args.limit
+            if args.force:
+                payload["force"] = True
             return _report(*_request("POST", f"{base}/quota", payload, timeout=args.timeout))
         return _report(*_request("DELETE", f"{base}/quota/{urllib.parse.quote(args.role, safe='')}",
                                  timeout=args.timeout))

@@ -67,8 +67,10 @@ def apply_reservations(total: Resources, reserved: Resources) -> tuple[Resources
 # -- quota and weights -----------------------------------------------------------------------------
 
 
-def set_quota(state: MasterState, role: str, guarantee: Resources, limit: Resources | None) -> None:
-    """Sets a role's quota; raises OperatorError when the role or the resources are invalid."""
+def set_quota(state: MasterState, role: str, guarantee: Resources, limit: Resources | None,
+              *, force: bool = False) -> None:
+    """Sets a role's quota; raises OperatorError when the role or the resources are invalid, or
+    (unless ``force``, as in Mesos) when the guarantee is more than the cluster has."""
     _check_role(role)
     for name, resources in (("guarantee", guarantee), ("limit", limit)):
         if resources is None:
@@ -77,6 +79,16 @@ def set_quota(state: MasterState, role: str, guarantee: Resources, limit: Resour
             raise OperatorError(f"quota {name} must be unreserved resources, got {resources}")
         if not resources.is_scalar_only():
             raise OperatorError(f"quota {name} may only name scalar resources, got {resources}")
+    if not force:
+        cluster = Resources.empty()
+        for agent in state.agents.values():
+            cluster = cluster + with_role(agent.total, UNRESERVED)
+        over = {name: value for name, value in guarantee.scalar_totals().items()
+                if value > cluster.scalar(name)}
+        if over:
+            raise OperatorError(
+                f"quota guarantee {guarantee} is more than the cluster has ({cluster.scalar_totals()} "
+                f"of {', '.join(sorted(over))}); set force to allow it")
     try:
         state.allocator.set_quota(role, guarantee, limit)
     except ValueError as exc:

@@ -2,7 +2,8 @@
 
 - ``GET /quota`` -> ``{"infos": [{"role", "guarantee": [Resource], "limit": [Resource]}]}``;
   ``POST /quota`` with ``{"role": "ml", "guarantee": [Resource] | "cpus:4;mem:8192",
-  "limit": ...}`` sets a role's quota; ``DELETE /quota/ROLE`` removes it.
+  "limit": ..., "force": false}`` sets a role's quota (a guarantee beyond the cluster needs
+  ``force``); ``DELETE /quota/ROLE`` removes it.
 - ``GET /weights`` -> ``[{"role", "weight"}]``; ``PUT /weights`` with ``[{"role", "weight"}]``.
 - ``POST /reserve`` and ``POST /unreserve`` with the form fields ``agentId`` (or Mesos's
   ``slaveId``) and ``resources`` (a JSON list of Resource objects carrying ``reservations``, or
@@ -97,8 +98,10 @@ class QuotaHandler(_Operator):
             self.fail(400, str(exc))
             return
 
+        force = body.get("force") is True
+
         def operation(state: MasterState, now: float) -> list[Send]:
-            set_quota(state, name, guarantee, limit)
+            set_quota(state, name, guarantee, limit, force=force)
             return []
 
         await self.run(operation)

@@ -128,12 +128,16 @@ def test_quota_validation(h: Harness) -> None:
         operator.set_quota(h.state, "ml", Resources.parse("ports:[1-2]"), None)
     with pytest.raises(OperatorError):
         operator.remove_quota(h.state, "ml")
+    with pytest.raises(OperatorError, match="more than the cluster has"):
+        operator.set_quota(h.state, "ml", Resources.parse("cpus:1"), None)  # no agents yet
+    operator.set_quota(h.state, "ml", Resources.parse("cpus:1"), None, force=True)
+    h.register_agent(A1, resources="cpus:4;mem:4096")
     operator.set_quota(h.state, "ml", Resources.parse("cpus:1"), Resources.parse("cpus:2"))
     assert set(h.state.allocator.quotas()) == {"ml"}
 
 
 def test_weights_quota_and_reservations_survive_a_failover(h: Harness) -> None:
-    agent_id = h.register_agent(A1, resources="cpus:4;mem:4096")
+    agent_id = h.register_agent(A1, resources="cpus:4;mem:4096")  # before quota: it is checked
     operator.set_weights(h.state, [("ml", 3.0)])
     operator.set_quota(h.state, "ml", Resources.parse("cpus:1;mem:512"), Resources.parse("cpus:3"))
     operator.reserve(h.state, agent_id, Resources.parse("cpus(ml):2"), h.now)
@@ -168,3 +172,34 @@ def test_state_shows_roles_shares_and_why_a_framework_gets_nothing(h: Harness) -
     assert allocation["suppressed_roles"] == ["ml"]
     assert allocation["outstanding_offers"] == 1
     assert any("suppress" in reason for reason in allocation["why_no_offers"])
+
+
+def test_an_offer_held_past_the_offer_timeout_is_rescinded_and_offered_again(h: Harness) -> None:
+    h.state.config.offer_timeout = 5.0
+    h.register_agent(A1, resources="cpus:4;mem:4096")
+    fid = h.subscribe(F1)
+    [offer] = h.offers_to(h.allocate(), F1)
+    sends: list = []
+    for _ in range(4):  # the agent and the framework stay, answering pings and heartbeats
+        sends += h.tick(1.0)
+        h.send(F1, envelope(pong=internal_pb2.Pong()))
+        h.send(A1, envelope(pong=internal_pb2.Pong()))
+    assert events_to(sends, F1, Event.RESCIND) == []
+    [rescind] = events_to(h.tick(1.5), F1, Event.RESCIND)
+    assert rescind.rescind.offer_id.value == offer.id.value
+    [again] = h.offers_to(h.allocate(), F1)
+    assert again.id.value != offer.id.value
+    assert fid in h.state.frameworks
+
+
+def test_a_framework_declining_everything_for_long_does_not_starve_another(h: Harness) -> None:
+    h.register_agent(A1, resources="cpus:4;mem:4096")
+    greedy = h.subscribe(F1)
+    [offer] = h.offers_to(h.allocate(), F1)
+    decline = Call(type=Call.DECLINE)
+    decline.decline.offer_ids.add(value=offer.id.value)
+    decline.decline.filters.refuse_seconds = 1e9  # clamped to a year
+    h.call(F1, greedy, decline)
+    h.subscribe(F2)
+    [offer] = h.offers_to(h.allocate(), F2)
+    assert Resources.from_proto(offer.resources) == Resources.parse("cpus:4;mem:4096")
