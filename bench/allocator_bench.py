@@ -86,14 +86,21 @@ def _pair(text: str) -> tuple[int, int]:
     return int(agents), int(frameworks)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", nargs="*", default=list(GRID), metavar="AGENTS/FRAMEWORKS")
     parser.add_argument("--storm", default="2000/200", metavar="AGENTS/FRAMEWORKS",
                         help="decline-storm size ('' to skip)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     print(f"{'agents/frameworks':>18} {'mensa s/pass':>13} {'mesos 1.8':>10} {'offers':>7}")
     results: dict[tuple[int, int], float] = {}
     for cell in args.grid:

@@ -11,6 +11,7 @@
     mensa reserve|unreserve AGENT_ID RESOURCES
     mensa bench launch               # the launch benchmark
     mensa bench failover             # the master failover benchmark
+    mensa bench allocator            # the allocator benchmark
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ NESTED: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ("launch", "mensa.bench.launch", "launch trivial tasks through the SDK and time them"),
         ("containerizers", "mensa.bench.containerizers",
          "launch to RUNNING for tasks in each containerizer on one agent"),
+        ("allocator", "mensa.bench.allocator_bench",
+         "seconds per allocation pass over agents/frameworks, beside Mesos 1.8's"),
         ("failover", "mensa.bench.failover",
          "SIGKILL the leading master (3 masters, 3-node ZooKeeper) and time the failover"),
     ]),
