@@ -17,7 +17,9 @@ A restarted agent with the same ``--work-dir`` reads back:
 directory is removed when it completes (terminal, container gone, every update acknowledged).
 
 Log records: ``MAGIC | kind (1 byte) | length (4 bytes, big endian) | payload | crc32 (4 bytes)``,
-kind ``U`` (payload: a serialized TaskStatus) or ``A`` (payload: the acknowledged uuid).
+kind ``U`` (payload: a serialized TaskStatus), ``A`` (payload: the acknowledged uuid) or ``S``
+(payload: JSON ``{"pid", "waiter_pid", "containerizer"}`` once the container started: appended to
+the log rather than rewriting ``task.json``; the last one wins over ``task.json``'s fields).
 ``decode_records`` stops at the first record that is cut short or fails its checksum (a torn last
 write) and says so.
 """
@@ -47,8 +49,10 @@ EXIT_STATUS_FILE = "exit_status"
 MAGIC = b"\xa7"
 UPDATE = b"U"
 ACK = b"A"
+STARTED = b"S"
 _HEADER = struct.Struct(">cI")
 _CRC = struct.Struct(">I")
+_KINDS = (UPDATE, ACK, STARTED)
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 
@@ -171,6 +175,11 @@ def ack_record(uuid: bytes) -> bytes:
     return encode_record(ACK, uuid)
 
 
+def started_record(pid: int | None, waiter_pid: int | None, containerizer: str) -> bytes:
+    doc = {"pid": pid, "waiter_pid": waiter_pid, "containerizer": containerizer}
+    return encode_record(STARTED, json.dumps(doc, separators=(",", ":")).encode())
+
+
 def decode_records(data: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
     """Returns the (kind, payload) records of a log and whether it ended in a torn record
     (cut short or failing its checksum; it and anything after it are ignored)."""
@@ -185,7 +194,7 @@ def decode_records(data: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
         if length > MAX_RECORD_BYTES or end > size:
             return out, True
         (crc,) = _CRC.unpack_from(data, end - _CRC.size)
-        if zlib.crc32(data[pos : end - _CRC.size]) != crc or kind not in (UPDATE, ACK):
+        if zlib.crc32(data[pos : end - _CRC.size]) != crc or kind not in _KINDS:
             return out, True
         out.append((kind, data[pos + head : end - _CRC.size]))
         pos = end
@@ -201,6 +210,8 @@ def replay_updates(
     pending: list[mensa_pb2.TaskStatus] = []
     latest: mensa_pb2.TaskStatus | None = None
     for kind, payload in records:
+        if kind == STARTED:
+            continue
         if kind == UPDATE:
             try:
                 status = mensa_pb2.TaskStatus.FromString(payload)
@@ -212,6 +223,23 @@ def replay_updates(
         else:
             pending = [s for s in pending if s.uuid != payload]
     return pending, latest, torn
+
+
+def apply_started(record: TaskCheckpoint, data: bytes) -> None:
+    """Sets ``record``'s pid, waiter pid and containerizer from the last ``S`` record of the
+    updates log ``data`` (if any; a torn or garbled one is ignored)."""
+    records, _torn = decode_records(data)
+    for kind, payload in reversed(records):
+        if kind != STARTED:
+            continue
+        try:
+            doc = json.loads(payload)
+            record.pid = _opt_int(doc.get("pid"))
+            record.waiter_pid = _opt_int(doc.get("waiter_pid"))
+            record.containerizer = str(doc.get("containerizer") or "")
+        except (ValueError, TypeError, AttributeError):
+            continue
+        return
 
 
 def parse_exit_status(text: str) -> tuple[int | None, int | None] | None:

@@ -192,6 +192,18 @@ class CheckpointUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointStarted:
+    """Record where the task's container runs (appended to its log; ``task.json`` is not
+    rewritten)."""
+
+    framework_id: str
+    task_id: str
+    pid: int | None
+    waiter_pid: int | None
+    containerizer: str
+
+
+@dataclass(frozen=True, slots=True)
 class CheckpointAck:
     framework_id: str
     task_id: str
@@ -207,7 +219,12 @@ class RemoveCheckpoint:
 
 
 CheckpointCommand = (
-    CheckpointAgent | CheckpointTask | CheckpointUpdate | CheckpointAck | RemoveCheckpoint
+    CheckpointAgent
+    | CheckpointTask
+    | CheckpointStarted
+    | CheckpointUpdate
+    | CheckpointAck
+    | RemoveCheckpoint
 )
 
 Command = (

@@ -46,8 +46,8 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from mensa.agent import recovery
 from mensa.agent.checkpoint import CheckpointStore
-from mensa.agent.checkpoint_records import RecoveredAgent
 from mensa.agent.containerizer.base import (
     ContainerHandle,
     Containerizer,
@@ -55,15 +55,15 @@ from mensa.agent.containerizer.base import (
     LaunchSpec,
     Termination,
 )
-from mensa.agent.containerizer.launcher import AdoptedTask
 from mensa.agent.containerizer.process import ProcessContainerizer
 from mensa.agent.events import (
     CheckpointAck,
     CheckpointAgent,
+    CheckpointCommand,
+    CheckpointStarted,
     CheckpointTask,
     CheckpointUpdate,
     ContainerExited,
-    ContainerRecovered,
     ContainerStarted,
     Event,
     KillContainer,
@@ -73,7 +73,6 @@ from mensa.agent.events import (
     MasterMessage,
     MasterReconnected,
     RecoverContainer,
-    Recovered,
     RemoveCheckpoint,
     SendToMaster,
     StopRequested,
@@ -93,6 +92,14 @@ from mensa.proto.zk import Leader
 
 log = structlog.get_logger(__name__)
 
+CHECKPOINT_COMMANDS = (
+    CheckpointUpdate,
+    CheckpointAck,
+    CheckpointStarted,
+    CheckpointTask,
+    RemoveCheckpoint,
+    CheckpointAgent,
+)
 TICK_SECONDS = 0.1
 # After the last task's grace period, how long to wait for containers before exiting anyway.
 STOP_MARGIN_SECONDS = 10.0
@@ -102,7 +109,7 @@ MAX_HEALTH_CHECKS = 32  # Probes running at once; more wait for a slot.
 
 
 @dataclass(slots=True)
-class _Container:
+class Container:
     spec: LaunchSpec
     containerizer: Containerizer | None = None
     handle: ContainerHandle | None = None
@@ -132,7 +139,9 @@ class AgentService:
         )
         self.master: Endpoint | None = master if isinstance(master, Endpoint) else None
         self.state = AgentState(config)
-        self.store = CheckpointStore(config.work_dir) if config.checkpoint else None
+        self.store = (
+            CheckpointStore(config.work_dir, background_removal=True) if config.checkpoint else None
+        )
         self._jitter = jitter
         self._ctx: zmq.asyncio.Context | None = None
         self._monitor: zmq.asyncio.Socket | None = None
@@ -144,7 +153,7 @@ class AgentService:
         self._wall_clock = wall_clock
         self._publish = publish_endpoints
         self._published_agent_id: str | None = None
-        self._containers: dict[TaskKey, _Container] = {}
+        self._containers: dict[TaskKey, Container] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._probes: set[asyncio.Task[None]] = set()
         self._probe_slots = asyncio.Semaphore(max(1, max_health_checks))
@@ -199,6 +208,8 @@ class AgentService:
             await asyncio.gather(*loops, *self._probes, return_exceptions=True)
             self._close_socket(CLOSE_LINGER_MS)
             self._ctx.term()
+            if self.store is not None:
+                self.store.close()
             log.info("agent_stopped", agent_id=self.state.agent_id)
 
     # -- the leading master --------------------------------------------------------------------
@@ -246,84 +257,9 @@ class AgentService:
     # -- recovery ------------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Reads the checkpoint (when checkpointing) and rebuilds the state from it."""
-        if self.store is None:
-            return
-        checkpoint = self.store.load()
-        if checkpoint.agent_id:
-            await self._find_docker_containers(checkpoint)
-        self.dispatch(Recovered(checkpoint))
-
-    async def _find_docker_containers(self, checkpoint: RecoveredAgent) -> None:
-        docker = next((c for c in self.containerizers if c.name == "docker"), None)
-        find = getattr(docker, "find_containers", None)
-        if docker is None or find is None:
-            return
-        owned = {t.checkpoint.container_id for t in checkpoint.tasks}
-        for found in await find(checkpoint.agent_id):
-            if found.container_id in owned:
-                self._docker_found[found.container_id] = found
-                continue
-            log.warning("docker_orphan_found", container_id=found.container_id,
-                        task_id=found.task_id, reason="no task of this agent owns it",
-                        action="removing it")
-            await docker.remove(found)  # type: ignore[attr-defined]
-
-    async def _recover_container(self, key: TaskKey, container: _Container,
-                                 command: RecoverContainer) -> None:
-        """Finds a checkpointed task's container, reports it, waits for its end."""
-        final: Event
-        try:
-            final = await self._find_and_wait(key, container, command)
-        except Exception as exc:
-            log.exception("container_recovery_failed", framework_id=key[0], task_id=key[1])
-            final = ContainerExited(*key, reason=mensa_pb2.TaskStatus.REASON_EXECUTOR_TERMINATED,
-                                    message=f"lost track of the container: {exc}")
-        if self._containers.get(key) is container:
-            del self._containers[key]
-        self.dispatch(final)
-
-    async def _find_and_wait(self, key: TaskKey, container: _Container,
-                             command: RecoverContainer) -> Event:
-        by_name = {c.name: c for c in self.containerizers}
-        found = self._docker_found.get(command.spec.container_id)
-        handle: ContainerHandle | None = None
-        ended = False
-        if found is not None and "docker" in by_name:
-            containerizer = by_name["docker"]
-            handle = await containerizer.recover(found)  # type: ignore[attr-defined]
-            ended = not found.running
-        elif command.containerizer in ("", "process") and "process" in by_name:
-            containerizer = by_name["process"]
-            process = containerizer.recover(  # type: ignore[attr-defined]
-                command.spec, command.pid, command.waiter_pid)
-            adopted = process.process
-            if isinstance(adopted, AdoptedTask):
-                ended = adopted.recorded() is not None
-                if not ended and adopted.pid is None and not adopted.waiter_alive():
-                    return LaunchFailed(*key, message="the agent restarted while it was "
-                                        "launching the task")
-            handle = process
-        else:
-            return ContainerExited(
-                *key, reason=mensa_pb2.TaskStatus.REASON_EXECUTOR_TERMINATED,
-                message=f"the task's {command.containerizer or 'docker'} container was not "
-                "found after the agent restarted")
-        assert handle is not None
-        container.containerizer, container.handle = containerizer, handle
-        if not ended:
-            self.dispatch(ContainerRecovered(*key, pid=handle.pid))
-        if container.kill_grace is not None:
-            self._spawn(containerizer.kill(handle, container.kill_grace))
-        termination = await containerizer.wait(handle)
-        return ContainerExited(
-            *key,
-            exit_code=termination.exit_code,
-            signal=termination.signal,
-            killed_by_us=termination.killed_by_us,
-            reason=termination.reason,
-            message=termination.message,
-        )
+        """Reads the checkpoint (when checkpointing) and rebuilds the state from it
+        (``recovery.recover``)."""
+        await recovery.recover(self)
 
     async def _stop_tasks(self) -> None:
         log.info("agent_stopping_killing_tasks", tasks=len(self._containers))
@@ -376,8 +312,16 @@ class AgentService:
             # A bug must not take the agent (and its tasks' updates) down; log it loudly.
             log.exception("event_handling_failed", event=type(event).__name__)
             return
+        batch: list[CheckpointCommand] = []
         for command in commands:
+            if isinstance(command, CHECKPOINT_COMMANDS):
+                batch.append(command)
+                continue
+            if batch:
+                self._checkpoint(batch)
             self._execute(command)
+        if batch:
+            self._checkpoint(batch)
         if self._publish and self.state.agent_id != self._published_agent_id:
             self._published_agent_id = self.state.agent_id
             with contextlib.suppress(OSError):
@@ -387,25 +331,27 @@ class AgentService:
                     agent_id=self.state.agent_id,
                 )
 
+    def _checkpoint(self, batch: list[CheckpointCommand]) -> None:
+        """Carries out consecutive checkpoint commands (before the commands after them)."""
+        if self.store is not None:
+            self.store.execute_all(batch)
+        batch.clear()
+
     def _execute(self, command: AgentCommand) -> None:
         if isinstance(command, SendToMaster):
             self._send(command.envelope)
-        elif isinstance(
-            command,
-            CheckpointUpdate | CheckpointAck | CheckpointTask | RemoveCheckpoint | CheckpointAgent,
-        ):
-            if self.store is not None:
-                self.store.execute(command)
         elif isinstance(command, RecoverContainer):
             key = (command.framework_id, command.task_id)
-            container = _Container(command.spec)
+            container = Container(command.spec)
             self._containers[key] = container
-            container.task = asyncio.create_task(self._recover_container(key, container, command))
+            container.task = asyncio.create_task(
+                recovery.recover_container(self, key, container, command)
+            )
         elif isinstance(command, SwitchMaster):
             self._switch_master(command.leader)
         elif isinstance(command, LaunchContainer):
             key = (command.framework_id, command.task_id)
-            container = _Container(command.spec)
+            container = Container(command.spec)
             self._containers[key] = container
             container.task = asyncio.create_task(self._run_container(key, container))
         elif isinstance(command, KillContainer):
@@ -443,7 +389,7 @@ class AgentService:
     def _pick(self, task_info: mensa_pb2.TaskInfo) -> Containerizer | None:
         return next((c for c in self.containerizers if c.can_run(task_info)), None)
 
-    async def _run_container(self, key: TaskKey, container: _Container) -> None:
+    async def _run_container(self, key: TaskKey, container: Container) -> None:
         """Launches one container, reports its start, waits for it and reports its end."""
         final: Event
         try:
@@ -462,7 +408,7 @@ class AgentService:
             del self._containers[key]
         self.dispatch(final)
 
-    async def _launch_and_wait(self, key: TaskKey, container: _Container) -> Event:
+    async def _launch_and_wait(self, key: TaskKey, container: Container) -> Event:
         spec = container.spec
         try:
             create_sandbox(spec.sandbox, self.config.work_dir)

@@ -6,21 +6,14 @@ out: messages to the master, containers to launch or kill. It never reads the cl
 monotonic time for timers, ``wall_time`` the epoch time stamped on status updates) and does no
 I/O, so every decision is tested by feeding events and comparing commands.
 
-Registration (``registration.MasterLink``): RegisterAgent on the first Tick, retried with
-backoff until AgentRegistered; again when the master falls silent for ``ping_timeout``, answers
-NOT_REGISTERED, or the connection is re-established. It lists every task the agent still has.
+Registration and the leading master: ``leader_handling``. Recovery after a restart:
+``task_recovery``. Health checks: ``health_handling`` (``task_health(framework_id, task_id)``
+gives a task's health). What to launch: ``launch_specs``.
 
 Tasks: RunTask -> TASK_STARTING + LaunchContainer; ContainerStarted -> TASK_RUNNING;
 ContainerExited -> TASK_FINISHED / TASK_FAILED / TASK_KILLED. Every update goes through the
 ``StatusUpdateManager`` (retried until acknowledged, sent only while registered); a task whose
 terminal update is acknowledged moves to ``completed`` (the last 1000 are kept).
-
-Health checks (``health.py``): a task's ``health_check`` is validated at RunTask (a wrong one
-is TASK_ERROR, REASON_TASK_INVALID); once RUNNING, a Tick emits ``RunHealthCheck`` when a check
-is due, and each ``HealthCheckResult`` may emit a TASK_RUNNING update carrying ``healthy``
-(reason REASON_TASK_HEALTH_CHECK_STATUS_UPDATED; only when the health changes) and, after the
-consecutive-failure limit, kill the task with its kill policy; its TASK_KILLED says why and
-carries ``healthy: false``. ``task_health(framework_id, task_id)`` gives a task's health.
 
 Usage::
 
@@ -31,21 +24,18 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import uuid as _uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
-from mensa.agent.checkpoint_records import RecoveredAgent, task_dir
+from mensa.agent import health_handling, leader_handling, task_recovery
 from mensa.agent.containerizer.base import LaunchSpec
 from mensa.agent.events import (
     CheckpointAck,
-    CheckpointAgent,
+    CheckpointStarted,
     CheckpointTask,
     CheckpointUpdate,
     Command,
@@ -59,19 +49,24 @@ from mensa.agent.events import (
     LeaderChanged,
     MasterMessage,
     MasterReconnected,
-    RecoverContainer,
     Recovered,
     RemoveCheckpoint,
     SendToMaster,
     StopRequested,
-    SwitchMaster,
     Tick,
 )
 from mensa.agent.health import HealthChecker, HealthCheckResult, RunHealthCheck, health_checker
-from mensa.agent.registration import MasterLink, register_envelope
-from mensa.agent.sandbox import InvalidTask, command_line, sandbox_path, task_environment
+from mensa.agent.launch_specs import has_image, launch_spec
+from mensa.agent.registration import MasterLink
+from mensa.agent.sandbox import InvalidTask
 from mensa.agent.status_updates import Ack, StatusUpdateManager, TaskKey
-from mensa.agent.tasks import TaskRecord, duration_seconds, termination_text
+from mensa.agent.tasks import (
+    TaskRecord,
+    duration_seconds,
+    state_name,
+    task_log,
+    termination_text,
+)
 from mensa.proto import internal_pb2, mensa_pb2
 
 log = structlog.get_logger(__name__)
@@ -111,14 +106,6 @@ class AgentConfig:
 
 def _new_uuid() -> bytes:
     return _uuid.uuid4().bytes
-
-
-def _tlog(framework_id: str, task_id: str) -> Any:
-    return log.bind(framework_id=framework_id, task_id=task_id)
-
-
-def _state_name(state: mensa_pb2.TaskState) -> str:
-    return mensa_pb2.TaskState.Name(state)
 
 
 class AgentState:
@@ -173,10 +160,10 @@ class AgentState:
         out: list[AgentCommand] = []
         self._out = out
         if isinstance(event, Tick):
-            self._on_tick()
-            self._start_due_health_checks()
+            leader_handling.on_tick(self)
+            health_handling.start_due_health_checks(self)
         elif isinstance(event, HealthCheckResult):
-            self._on_health_check_result(event)
+            health_handling.on_health_check_result(self, event)
         elif isinstance(event, MasterMessage):
             self._on_master_message(event.envelope)
         elif isinstance(event, ContainerStarted):
@@ -187,13 +174,13 @@ class AgentState:
             self._on_launch_failed(event)
         elif isinstance(event, MasterReconnected):
             log.info("master_reconnected", agent_id=self.agent_id)
-            self._register_now()
+            leader_handling.register_now(self)
         elif isinstance(event, ContainerRecovered):
-            self._on_container_recovered(event)
+            task_recovery.on_container_recovered(self, event)
         elif isinstance(event, Recovered):
-            self._on_recovered(event.checkpoint)
+            task_recovery.on_recovered(self, event.checkpoint)
         elif isinstance(event, LeaderChanged):
-            self._on_leader_changed(event)
+            leader_handling.on_leader_changed(self, event)
         elif isinstance(event, StopRequested):
             self._on_stop()
         if self.link.registered:
@@ -202,66 +189,6 @@ class AgentState:
         return out
 
     # -- registration --------------------------------------------------------------------------
-
-    def _on_tick(self) -> None:
-        if self.stopping:
-            return
-        if self.link.master_silent(self._now):
-            silent = round(self._now - self.link.last_heard, 3)
-            log.warning("master_lost", agent_id=self.agent_id, silent_seconds=silent)
-            self.link.lose()
-        if self.link.registration_due(self._now):
-            self._register()
-
-    def _register_now(self) -> None:
-        """Registers again at once (unless one just went out while unregistered)."""
-        if not self.stopping and self.link.may_register_now(self._now):
-            self.link.lose()
-            self._register()
-
-    def _register(self) -> None:
-        records = [r for r in self.tasks.values() if not r.silent]
-        frameworks = {r.framework_id: r.framework for r in records}
-        tasks = [
-            r.to_proto(self.agent_id, self.updates.head(*key))
-            for key, r in self.tasks.items()
-            if not r.silent
-        ]
-        envelope = register_envelope(
-            hostname=self.config.hostname,
-            resources=self.config.resources,
-            attributes=self.config.attributes,
-            http_port=self.config.http_port,
-            advertise_ip=self.config.advertise_ip,
-            version=self.config.version,
-            agent_id=self.agent_id,
-            tasks=tasks,
-            frameworks=frameworks.values(),
-        )
-        self._out.append(SendToMaster(envelope))
-        self.link.attempted(self._now)
-        log.info("registration_sent", agent_id=self.agent_id, tasks=len(tasks))
-
-    def _on_registered(self, reply: internal_pb2.AgentRegistered) -> None:
-        agent_id = reply.agent_id.value
-        if not agent_id:
-            log.warning("registration_reply_ignored", reason="no agent id")
-            return
-        if self.agent_id and self.agent_id != agent_id:
-            log.warning("agent_id_changed", old_agent_id=self.agent_id, agent_id=agent_id)
-        changed = agent_id != self.agent_id
-        if not self.link.accept(reply, self._now):
-            log.debug("duplicate_registration_reply", agent_id=agent_id)
-            return
-        if changed and self.config.checkpoint:
-            self._out.append(CheckpointAgent(agent_id))
-        log.info(
-            "agent_registered",
-            agent_id=agent_id,
-            ping_timeout=self.link.ping_timeout,
-            pending_updates=len(self.updates),
-        )
-        self.updates.retry_now(self._now)
 
     # -- messages from the master --------------------------------------------------------------
 
@@ -273,7 +200,7 @@ class AgentState:
                 self.link.ping_timeout = envelope.ping.timeout_seconds
             self._out.append(SendToMaster(internal_pb2.Envelope(pong=internal_pb2.Pong())))
         elif kind == "agent_registered":
-            self._on_registered(envelope.agent_registered)
+            leader_handling.on_registered(self, envelope.agent_registered)
         elif kind == "run_task":
             self._on_run_task(envelope.run_task)
         elif kind == "kill_task":
@@ -293,27 +220,13 @@ class AgentState:
         elif kind == "shutdown_agent":
             self._on_shutdown_agent(envelope.shutdown_agent.message)
         elif kind == "error":
-            self._on_error(envelope.error)
+            leader_handling.on_error(self, envelope.error)
         else:
             log.warning("unexpected_message_ignored", kind=kind)
 
-    def _on_error(self, error: internal_pb2.Error) -> None:
-        if error.code == Error.NOT_REGISTERED:
-            log.info("master_does_not_know_agent", agent_id=self.agent_id, message=error.message)
-            self._register_now()
-            return
-        if error.code == Error.NOT_LEADER:
-            self._on_not_leader(error)
-            return
-        code = Error.Code.Name(error.code) if error.code in Error.Code.values() else error.code
-        # UNKNOWN_TASK answers a status update: it stays queued and is retried by backoff.
-        log.warning(
-            "master_reported_error", code=code, message=error.message, refused=error.refused
-        )
-
     def _on_run_task(self, message: internal_pb2.RunTask) -> None:
         framework_id, task_id = message.framework.id.value, message.task.task_id.value
-        tlog = _tlog(framework_id, task_id)
+        tlog = task_log(framework_id, task_id)
         if not framework_id or not task_id:
             tlog.warning("run_task_ignored", reason="missing framework id or task id")
             return
@@ -352,7 +265,7 @@ class AgentState:
         record.container_id = spec.container_id
         record.container_running = True
         self._checkpoint(record)
-        if _has_image(record.task_info):
+        if has_image(record.task_info):
             # STAGING while the image may be pulled: STARTING comes when the container exists.
             tlog.info("task_staging", reason="its container image may need pulling")
         else:
@@ -363,41 +276,12 @@ class AgentState:
     def _launch_spec(
         self, record: TaskRecord, agent_id: str, container_id: str | None = None
     ) -> LaunchSpec:
-        """Returns what to launch for a task (with a new container id unless one is given);
-        raises InvalidTask when it cannot be run."""
-        info, framework_id, task_id = record.task_info, record.framework_id, record.task_id
-        sandbox = sandbox_path(self.config.work_dir, agent_id, framework_id, task_id)
-        if info.HasField("executor"):
-            raise InvalidTask("custom executors are not supported; give the task a command")
-        executable: str = ""
-        argv: tuple[str, ...] = ()
-        if info.command.value or info.container.type != mensa_pb2.ContainerInfo.DOCKER:
-            executable, argv = command_line(info.command)
-        env = task_environment(
-            task_info=info,
-            framework_id=framework_id,
-            agent_id=agent_id,
-            sandbox=sandbox,
-            hostname=self.config.hostname,
-            path=self.config.path_env,
-        )
-        runtime_dir = task_dir(self.config.work_dir, framework_id, task_id)
-        return LaunchSpec(
-            container_id=container_id or self.uuid_factory().hex(),
-            framework_id=framework_id,
-            task_id=task_id,
-            executable=executable,
-            argv=argv,
-            env=env,
-            sandbox=sandbox,
-            task_info=info,
-            user=info.command.user or None,
-            runtime_dir=runtime_dir if self.config.checkpoint else "",
-        )
+        """Returns what to launch for a task (``launch_specs.launch_spec``)."""
+        return launch_spec(self.config, record, agent_id, container_id, self.uuid_factory)
 
     def _on_kill_task(self, message: internal_pb2.KillTask) -> None:
         framework_id, task_id = message.framework_id.value, message.task_id.value
-        tlog = _tlog(framework_id, task_id)
+        tlog = task_log(framework_id, task_id)
         record = self.tasks.get((framework_id, task_id))
         if record is None:
             if not framework_id or not task_id:
@@ -416,7 +300,7 @@ class AgentState:
                 TaskStatus.REASON_TASK_UNKNOWN,
             )
         elif record.terminal or record.kill_requested:
-            tlog.info("duplicate_kill_ignored", state=_state_name(record.state))
+            tlog.info("duplicate_kill_ignored", state=state_name(record.state))
         elif message.kill_policy.HasField("grace_period"):
             self._kill(record, duration_seconds(message.kill_policy.grace_period))
         else:
@@ -435,15 +319,15 @@ class AgentState:
         capable = any(c.type == KILLING_CAPABILITY for c in record.framework.capabilities)
         if capable and record.state in (mensa_pb2.TASK_STARTING, mensa_pb2.TASK_RUNNING):
             self._set_state(
-                record, mensa_pb2.TASK_KILLING, message, healthy=self._health_kill(record)
+                record, mensa_pb2.TASK_KILLING, message, healthy=health_handling.health_kill(self, record)
             )
         self._out.append(KillContainer(record.framework_id, record.task_id, grace))
-        _tlog(record.framework_id, record.task_id).info("task_killing", grace_seconds=grace)
+        task_log(record.framework_id, record.task_id).info("task_killing", grace_seconds=grace)
 
     def _on_ack(self, message: internal_pb2.StatusUpdateAcknowledgement) -> None:
         key = (message.framework_id.value, message.task_id.value)
         result = self.updates.acknowledge(*key, message.uuid, self._now)
-        _tlog(*key).debug("status_update_acknowledgement_received", result=result.value)
+        task_log(*key).debug("status_update_acknowledgement_received", result=result.value)
         if result is Ack.ACCEPTED:
             if self.config.checkpoint and key in self.tasks:
                 self._out.append(CheckpointAck(*key, message.uuid))
@@ -482,7 +366,7 @@ class AgentState:
         )
         self.link.forget()
         if not self.stopping:
-            self._register()
+            leader_handling.register(self)
 
     def _on_stop(self) -> None:
         self.stopping = True
@@ -497,107 +381,14 @@ class AgentState:
         if self.config.checkpoint:
             self._out.append(CheckpointTask(record.to_checkpoint()))
 
-    def _on_recovered(self, checkpoint: RecoveredAgent) -> None:
-        """Rebuilds the agent from its checkpoint: its id, its tasks and their unacknowledged
-        updates; asks the shell to find each task's container again."""
-        if self.tasks or self.link.registered:
-            log.warning("recovery_ignored", reason="the agent already has tasks or a master")
-            return
-        if checkpoint.agent_id:
-            self.link.agent_id = checkpoint.agent_id
-        for recovered in checkpoint.tasks:
-            cp = recovered.checkpoint
-            key = (cp.framework_id, cp.task_id)
-            record = TaskRecord(cp.framework, cp.task_info, sandbox=cp.sandbox, pid=cp.pid,
-                                silent=cp.silent, latest_status=recovered.latest,
-                                container_id=cp.container_id, containerizer=cp.containerizer,
-                                waiter_pid=cp.waiter_pid)
-            if recovered.latest is not None:
-                record.state = recovered.latest.state
-            self.tasks[key] = record
-            if not cp.silent:
-                for status in recovered.pending:
-                    self.updates.enqueue(*key, status, self._now)
-            tlog = _tlog(*key)
-            tlog.info("task_recovered", state=_state_name(record.state),
-                      pending_updates=len(recovered.pending), container_id=cp.container_id)
-            if record.terminal or not cp.container_id:
-                if not record.terminal:
-                    self._set_state(record, mensa_pb2.TASK_FAILED,
-                                    "the agent restarted before the task was launched",
-                                    TaskStatus.REASON_AGENT_RESTARTED)
-                self._maybe_complete(key)
-                continue
-            self._recover_container(record)
-        log.info("agent_recovered", agent_id=self.agent_id, tasks=len(self.tasks),
-                 pending_updates=len(self.updates), skipped=len(checkpoint.skipped))
-
-    def _recover_container(self, record: TaskRecord) -> None:
-        key = (record.framework_id, record.task_id)
-        agent_id = self.agent_id or ""
-        try:
-            spec = self._launch_spec(record, agent_id, record.container_id)
-        except InvalidTask as exc:  # It was valid when launched: the code changed since.
-            _tlog(*key).warning("task_not_recoverable", reason=str(exc))
-            spec = LaunchSpec(record.container_id, *key, "", (), {}, record.sandbox,
-                              record.task_info)
-        if record.sandbox and spec.sandbox != record.sandbox:
-            spec = _with_sandbox(spec, record.sandbox)
-        if record.task_info.HasField("health_check") and not record.silent:
-            with contextlib.suppress(InvalidTask):
-                self.health[key] = health_checker(record.task_info.health_check, env=spec.env,
-                                                  sandbox=spec.sandbox, user=spec.user)
-        record.container_running = True
-        self._out.append(RecoverContainer(*key, spec, record.containerizer, record.pid,
-                                          record.waiter_pid))
-        if record.state == mensa_pb2.TASK_KILLING or record.silent:
-            # A kill was under way when the agent went down: finish it.
-            self._kill(record)
-
-    def _on_container_recovered(self, event: ContainerRecovered) -> None:
-        record = self._running_record(event.framework_id, event.task_id, "container_recovery")
-        if record is None:
-            return
-        if event.pid is not None:
-            record.pid = event.pid
-        _tlog(event.framework_id, event.task_id).info("task_reattached", pid=record.pid)
-        if record.kill_requested:
-            return
-        if record.state == mensa_pb2.TASK_STAGING:
-            self._set_state(record, mensa_pb2.TASK_STARTING)
-        if record.state == mensa_pb2.TASK_STARTING:
-            self._set_state(record, mensa_pb2.TASK_RUNNING)
-        checker = self.health.get((event.framework_id, event.task_id))
-        if checker is not None:
-            checker.start(self._now)
-
     # -- the leading master --------------------------------------------------------------------
-
-    def _on_leader_changed(self, event: LeaderChanged) -> None:
-        if event.leader is None:
-            self.link.leader_changed(False, self._now, 0.0)
-            log.warning("leader_unknown", agent_id=self.agent_id, tasks=len(self.tasks),
-                        pending_updates=len(self.updates), action="waiting for a leader")
-            return
-        delay = self.link.leader_changed(True, self._now, event.jitter)
-        log.info("leader_changed", agent_id=self.agent_id, master_id=event.leader.id,
-                 leader=event.leader.zmq_endpoint or None, registration_delay=round(delay, 3))
-
-    def _on_not_leader(self, error: internal_pb2.Error) -> None:
-        leader = error.leader if error.HasField("leader") else None
-        log.warning("master_not_leading", agent_id=self.agent_id, message=error.message,
-                    leader=leader.zmq_endpoint if leader is not None else None)
-        if self.link.registered:
-            self.link.lose()
-        if leader is not None and leader.zmq_endpoint:
-            self._out.append(SwitchMaster(leader))
 
     # -- container events ----------------------------------------------------------------------
 
     def _running_record(self, framework_id: str, task_id: str, what: str) -> TaskRecord | None:
         record = self.tasks.get((framework_id, task_id))
         if record is None or not record.container_running:
-            _tlog(framework_id, task_id).warning(f"{what}_ignored", reason="no such container")
+            task_log(framework_id, task_id).warning(f"{what}_ignored", reason="no such container")
             return None
         return record
 
@@ -608,8 +399,10 @@ class AgentState:
         record.pid = event.pid
         record.containerizer = event.containerizer
         record.waiter_pid = event.waiter_pid
-        self._checkpoint(record)
-        _tlog(event.framework_id, event.task_id).info("task_started", pid=event.pid)
+        if self.config.checkpoint:
+            self._out.append(CheckpointStarted(event.framework_id, event.task_id, event.pid,
+                                               event.waiter_pid, event.containerizer))
+        task_log(event.framework_id, event.task_id).info("task_started", pid=event.pid)
         if not record.kill_requested:
             if record.state == mensa_pb2.TASK_STAGING:
                 self._set_state(record, mensa_pb2.TASK_STARTING)
@@ -640,7 +433,7 @@ class AgentState:
             state = mensa_pb2.TASK_FINISHED
         else:
             state = mensa_pb2.TASK_FAILED
-        self._set_state(record, state, text, reason, healthy=self._health_kill(record))
+        self._set_state(record, state, text, reason, healthy=health_handling.health_kill(self, record))
         self._maybe_complete((event.framework_id, event.task_id))
 
     def _on_launch_failed(self, event: LaunchFailed) -> None:
@@ -648,7 +441,7 @@ class AgentState:
         if record is None:
             return
         record.container_running = False
-        _tlog(event.framework_id, event.task_id).warning("task_launch_failed", error=event.message)
+        task_log(event.framework_id, event.task_id).warning("task_launch_failed", error=event.message)
         if record.kill_requested:
             state, reason = mensa_pb2.TASK_KILLED, TaskStatus.REASON_TASK_KILLED_DURING_LAUNCH
         elif event.invalid:
@@ -660,45 +453,6 @@ class AgentState:
 
     # -- health checks -------------------------------------------------------------------------
 
-    def _health_kill(self, record: TaskRecord) -> bool | None:
-        """False when the task is being killed for failing its health check (its KILLING and
-        KILLED updates say ``healthy: false``, as Mesos's do), else None (not stated)."""
-        checker = self.health.get((record.framework_id, record.task_id))
-        return False if checker is not None and checker.kill_message else None
-
-    def _start_due_health_checks(self) -> None:
-        for (framework_id, task_id), checker in self.health.items():
-            if checker.due(self._now):
-                checker.check_started(self._now)
-                self._out.append(RunHealthCheck(framework_id, task_id, checker.probe))
-
-    def _on_health_check_result(self, event: HealthCheckResult) -> None:
-        key = (event.framework_id, event.task_id)
-        tlog = _tlog(*key)
-        record, checker = self.tasks.get(key), self.health.get(key)
-        if record is None or checker is None or record.kill_requested or record.terminal:
-            tlog.debug("health_check_result_ignored", reason="task not running")
-            return
-        verdict = checker.result(event.healthy, event.message, self._now)
-        if verdict.ignored:
-            tlog.debug("health_check_result_ignored", healthy=event.healthy, error=event.message)
-            return
-        if not event.healthy:
-            tlog.info(
-                "health_check_failed",
-                error=event.message,
-                consecutive_failures=checker.consecutive_failures,
-            )
-        if verdict.report is not None:
-            tlog.info("task_health_changed", healthy=verdict.report)
-            text = "" if verdict.report else event.message
-            record.latest_status = self._emit(
-                *key, record.state, record, text, HEALTH_REASON, healthy=verdict.report
-            )
-        if verdict.kill:
-            tlog.warning("task_killed_by_health_check", error=event.message)
-            self._kill(record, message=verdict.kill_message)
-
     # -- status updates ------------------------------------------------------------------------
 
     def _set_state(
@@ -709,8 +463,8 @@ class AgentState:
         record.latest_status = self._emit(
             record.framework_id, record.task_id, state, record, message, reason, healthy=healthy
         )
-        _tlog(record.framework_id, record.task_id).info(
-            "task_state_changed", state=_state_name(state), message=message or None
+        task_log(record.framework_id, record.task_id).info(
+            "task_state_changed", state=state_name(state), message=message or None
         )
 
     def _emit(
@@ -754,10 +508,10 @@ class AgentState:
             update.framework_id.value = pending.framework_id
             self._out.append(SendToMaster(internal_pb2.Envelope(status_update=update)))
             if pending.attempts > 1:
-                _tlog(pending.framework_id, pending.task_id).info(
+                task_log(pending.framework_id, pending.task_id).info(
                     "status_update_retried",
                     attempt=pending.attempts,
-                    state=_state_name(pending.status.state),
+                    state=state_name(pending.status.state),
                 )
 
     def _maybe_complete(self, key: TaskKey) -> None:
@@ -773,14 +527,4 @@ class AgentState:
         self.completed.append(record)
         if self.config.checkpoint:
             self._out.append(RemoveCheckpoint(*key))
-        _tlog(*key).info("task_completed", state=_state_name(record.state))
-
-
-def _with_sandbox(spec: LaunchSpec, sandbox: str) -> LaunchSpec:
-    return dataclasses.replace(spec, sandbox=sandbox)
-
-
-def _has_image(info: mensa_pb2.TaskInfo) -> bool:
-    """True for a task whose container names an image (which the agent may have to pull)."""
-    return (info.HasField("container") and info.container.type == mensa_pb2.ContainerInfo.DOCKER
-            and bool(info.container.docker.image))
+        task_log(*key).info("task_completed", state=state_name(record.state))

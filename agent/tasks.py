@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import signal as _signal
 from dataclasses import dataclass
+from typing import Any
+
+import structlog
 
 from mensa.agent.checkpoint_records import TaskCheckpoint
 from mensa.agent.events import ContainerExited
 from mensa.proto import mensa_pb2
 from mensa.proto.states import TERMINAL_STATES
+
+_log = structlog.get_logger("mensa.agent.state")
+
+
+def task_log(framework_id: str, task_id: str) -> Any:
+    """Returns the agent state's logger bound to one task."""
+    return _log.bind(framework_id=framework_id, task_id=task_id)
+
+
+def state_name(state: mensa_pb2.TaskState) -> str:
+    return mensa_pb2.TaskState.Name(state)
 
 
 @dataclass(slots=True)

@@ -7,19 +7,22 @@ on the event loop (a thread where pidfds are missing). The rest are small proces
 
 The waiter (``waiter_argv``): so that a task outlives an agent killed with SIGKILL *and* its
 exit status is not lost with the agent, the agent's child is a small ``/bin/sh`` waiter
-(``mensa-wait``) that starts the launcher with ``setsid`` (the task gets its own session and
-process group, so signals to the task's group or cgroup never reach the waiter; the waiter
-never joins the task's cgroups) with a pipe to the agent as fd 3, on which the task's launcher
-prints its pid once it has its own process group and has joined its cgroups (so a kill right
-after the launch reaches it); the waiter then waits for the task, writes ``$?`` and a newline
-to ``<runtime dir>/exit_status`` (one short write of a fresh file: a reader sees nothing, or
-the whole status with its newline), and then exits
-the way the task did: with the same code, or killed by the same signal (the shell reports a
-signal N as 128+N; the waiter re-raises it with core dumps off), so the agent sees the waiter's
-end as it used to see the task's. Cost: one ``setsid`` exec and a fork of ``/bin/sh`` per
-launch, all in the child. ``WaitedTask`` is such a task while the agent runs;
-``AdoptedTask`` one found again after a restart (no longer the agent's descendant): its end is
-learnt from the waiter's exit (a pidfd) and its exit_status file.
+(``mensa-wait``, in its own session) that forks a subshell for the task with a pipe to the agent
+as fd 3. The subshell takes the launcher's steps (joins the task's cgroups, lowers RLIMIT_AS),
+says ``ready`` on fd 3, and execs ``setsid`` (the task gets its own session and process group,
+so signals to the task's group or cgroup never reach the waiter; the waiter never joins the
+task's cgroups), which execs the task (through unshare/setpriv/bash as ``launcher_argv`` would).
+The waiter prints ``pid <pid>`` (the subshell's, hence the task's pid) on the same pipe, waits
+for the task, writes ``$?`` and a newline to ``<runtime dir>/exit_status`` (one short write of a
+fresh file: a reader sees nothing, or the whole status with its newline), and then exits the way
+the task did: with the same code, or killed by the same signal (the shell reports a signal N as
+128+N; the waiter re-raises it with core dumps off), so the agent sees the waiter's end as it
+used to see the task's. The agent counts the task launched once it has read both lines (so a
+kill right after the launch reaches it through its cgroup; without cgroups a kill that finds no
+process group yet, the ``setsid`` exec being under way, signals the pid itself). Cost: a fork of
+``/bin/sh`` and one ``setsid`` exec per launch, all in the children. ``WaitedTask`` is such a
+task while the agent runs; ``AdoptedTask`` one found again after a restart (no longer the agent's
+descendant): its end is learnt from the waiter's exit (a pidfd) and its exit_status file.
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ LAUNCHER_NAME = "mensa-launch"
 WAITER_NAME = "mensa-wait"
 EXIT_STATUS_FILE = "exit_status"
 ADOPTED_POLL_SECONDS = 0.5
-# $1 the exit status file, $2 the task's stdout, then setsid and the launcher's argv.
+# $1 the exit status file, $2 the task's stdout, then setsid and the task's chain; {steps} are
+# the launcher's steps, each followed by " && ".
 WAITER_SCRIPT = (
-    'f=$1; o=$2; shift 2; "$@" 3>&1 >>"$o" & p=$!; exec >/dev/null; '
+    'f=$1; o=$2; shift 2; ({steps}echo ready >&3 && exec "$@" 3>&-) 3>&1 >>"$o" & p=$!; '
+    'echo pid $p; exec >/dev/null; '
     'wait $p; c=$?; echo $c >"$f"; '
     'if [ $c -gt 128 ] && [ $c -lt 193 ]; then ulimit -c 0; kill -$((c - 128)) $$; fi; exit $c'
 )
@@ -194,15 +199,19 @@ async def _exit_of(pid: int | None) -> None:
         os.close(pidfd)
 
 
-def waiter_argv(launcher: Sequence[str], status_path: str, stdout_path: str, setsid: str) -> list[str]:
-    """Returns the argv of a waiter that runs ``launcher`` (a ``launcher_argv`` with
-    ``report_pid``) in a new session with its stdout appended to ``stdout_path``, its own stdout
-    as fd 3 (where the task's pid is printed), and records its exit status in ``status_path``."""
-    return [SHELL, "-c", WAITER_SCRIPT, WAITER_NAME, status_path, stdout_path, setsid, *launcher]
+def waiter_argv(steps: Sequence[str], chain: Sequence[str], status_path: str, stdout_path: str,
+                setsid: str) -> list[str]:
+    """Returns the argv of a waiter (see the module docstring) that takes ``steps`` (from
+    ``launcher_steps``) in a subshell and execs ``setsid`` then ``chain`` (from
+    ``launcher_chain``) in it, with its stdout appended to ``stdout_path``, and records its
+    exit status in ``status_path``. Its stdout says ``pid <pid>`` and ``ready``."""
+    script = WAITER_SCRIPT.replace("{steps}", "".join(f"{step} && " for step in steps))
+    return [SHELL, "-c", script, WAITER_NAME, status_path, stdout_path, setsid, *chain]
 
 
 async def read_task_pid(popen: subprocess.Popen[bytes]) -> int:
-    """Reads the task pid a waiter prints on its stdout (a pipe); LaunchError if it prints none."""
+    """Reads the task pid a waiter prints on its stdout (a pipe) once the task is ready;
+    LaunchError if it does not say both."""
     assert popen.stdout is not None
     fd = popen.stdout.fileno()
     os.set_blocking(fd, False)
@@ -211,7 +220,7 @@ async def read_task_pid(popen: subprocess.Popen[bytes]) -> int:
     ready: asyncio.Event = asyncio.Event()
     loop.add_reader(fd, ready.set)
     try:
-        while b"\n" not in data:
+        while True:
             await ready.wait()
             ready.clear()
             try:
@@ -224,10 +233,42 @@ async def read_task_pid(popen: subprocess.Popen[bytes]) -> int:
     finally:
         loop.remove_reader(fd)
         popen.stdout.close()
-    text = data.strip()
-    if not text.isdigit():
+    lines = data.split(b"\n")
+    pids = [line[4:] for line in lines if line.startswith(b"pid ")]
+    if b"ready" not in lines or len(pids) != 1 or not pids[0].isdigit():
         raise LaunchError(f"the task's waiter did not start it (said {data!r})")
-    return int(text)
+    return int(pids[0])
+
+
+def launcher_steps(procs_files: Sequence[str] = (), rlimit_as: int | None = None) -> list[str]:
+    """Returns the shell steps that join the cgroups whose ``procs_files`` are given and lower
+    RLIMIT_AS to ``rlimit_as`` bytes."""
+    steps = [f"echo 0 > {shlex.quote(f)}" for f in procs_files]
+    if rlimit_as is not None:
+        steps.append(f"ulimit -v {max(1, rlimit_as // 1024)}")
+    return steps
+
+
+def launcher_chain(
+    argv: Sequence[str],
+    executable: str,
+    unshare: str | None = None,
+    setpriv: Sequence[str] = (),
+    bash: str | None = None,
+) -> list[str]:
+    """Returns the argv that runs ``argv`` (executing ``executable``) inside a new PID namespace
+    when ``unshare`` (its path) is given and as another user when ``setpriv`` (its path and
+    options) is given."""
+    chain: list[str] = []
+    if unshare:
+        chain += [unshare, *UNSHARE_ARGS, "--"]
+    if setpriv:
+        chain += [*setpriv, "--"]
+    if argv and argv[0] != executable and bash:
+        chain += [bash, "-c", 'e=$1; shift; exec -a "$0" "$e" "$@"', argv[0], executable, *argv[1:]]
+    else:
+        chain += [executable, *argv[1:]]
+    return chain
 
 
 def launcher_argv(
@@ -238,28 +279,14 @@ def launcher_argv(
     unshare: str | None = None,
     setpriv: Sequence[str] = (),
     bash: str | None = None,
-    report_pid: bool = False,
 ) -> list[str]:
     """Returns the argv that runs ``argv`` (executing ``executable``) after joining the cgroups
     whose ``procs_files`` are given and lowering RLIMIT_AS to ``rlimit_as`` bytes, inside a new
     PID namespace when ``unshare`` (its path) is given and as another user when ``setpriv``
-    (its path and options) is given. With ``report_pid`` it prints its pid on fd 3 (and closes
-    it) just before it executes the task (for a waiter). Executed with /bin/sh."""
-    steps = [f"echo 0 > {shlex.quote(f)}" for f in procs_files]
-    if rlimit_as is not None:
-        steps.append(f"ulimit -v {max(1, rlimit_as // 1024)}")
-    if report_pid:
-        steps.append("echo $$ >&3 && exec 3>&-")
+    (its path and options) is given. Executed with /bin/sh."""
+    steps = launcher_steps(procs_files, rlimit_as)
     steps.append('exec "$@"')
-    chain: list[str] = []
-    if unshare:
-        chain += [unshare, *UNSHARE_ARGS, "--"]
-    if setpriv:
-        chain += [*setpriv, "--"]
-    if argv and argv[0] != executable and bash:
-        chain += [bash, "-c", 'e=$1; shift; exec -a "$0" "$e" "$@"', argv[0], executable, *argv[1:]]
-    else:
-        chain += [executable, *argv[1:]]
+    chain = launcher_chain(argv, executable, unshare, setpriv, bash)
     return [SHELL, "-c", " && ".join(steps), LAUNCHER_NAME, *chain]
 
 

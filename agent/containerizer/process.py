@@ -56,6 +56,8 @@ from mensa.agent.containerizer.launcher import (
     WaitedTask,
     group_members,
     launcher_argv,
+    launcher_chain,
+    launcher_steps,
     open_outputs,
     probe_pid_namespace,
     read_task_pid,
@@ -246,31 +248,32 @@ class ProcessContainerizer:
                 cgroup = cgroups.TaskCgroup.create(self.hierarchy, spec.container_id, limits)
             except OSError as exc:
                 raise LaunchError(f"cannot create the task's cgroup: {exc}") from None
-        argv = launcher_argv(
-            spec.argv,
-            spec.executable,
-            procs_files=cgroup.procs_files() if cgroup else (),
-            rlimit_as=(
-                cgroups.rlimit_as_bytes(limits.memory_bytes)
-                if cgroup is None and limits.memory_bytes is not None
-                else None
-            ),
-            unshare=self._unshare if self.pid_namespace else None,
-            setpriv=setpriv,
-            bash=self._bash,
-            report_pid=bool(spec.runtime_dir) and self._setsid is not None,
+        procs_files = cgroup.procs_files() if cgroup else ()
+        rlimit_as = (
+            cgroups.rlimit_as_bytes(limits.memory_bytes)
+            if cgroup is None and limits.memory_bytes is not None
+            else None
         )
+        unshare = self._unshare if self.pid_namespace else None
+        waited = bool(spec.runtime_dir) and self._setsid is not None
+        if waited:
+            assert self._setsid is not None
+            argv = waiter_argv(
+                launcher_steps(procs_files, rlimit_as),
+                launcher_chain(spec.argv, spec.executable, unshare, setpriv, self._bash),
+                os.path.join(spec.runtime_dir, EXIT_STATUS_FILE),
+                spec.stdout_path,
+                self._setsid,
+            )
+        else:
+            argv = launcher_argv(spec.argv, spec.executable, procs_files, rlimit_as, unshare,
+                                 setpriv, self._bash)
         try:
             stdout, stderr = open_outputs(spec)
         except LaunchError:
             if cgroup is not None:
                 cgroup.try_remove()
             raise
-        waited = bool(spec.runtime_dir) and self._setsid is not None
-        if waited:
-            assert self._setsid is not None
-            status_path = os.path.join(spec.runtime_dir, EXIT_STATUS_FILE)
-            argv = waiter_argv(argv, status_path, spec.stdout_path, self._setsid)
         try:
             popen = subprocess.Popen(
                 argv,
@@ -446,7 +449,22 @@ def _members(h: ProcessHandle) -> list[int]:
         return h.cgroup.pids()
     if h.process.pid is None:
         return []
-    return group_members(h.process.pid)
+    members = group_members(h.process.pid)
+    if not members and _before_setsid(h):
+        return [h.process.pid]
+    return members
+
+
+def _before_setsid(h: ProcessHandle) -> bool:
+    """True while a waited task without a cgroup runs but has no process group of its own yet
+    (its waiter's subshell is still exec'ing ``setsid``)."""
+    pid = h.process.pid
+    if not isinstance(h.process, WaitedTask) or h.process.returncode is not None or pid is None:
+        return False
+    try:
+        return os.getpgid(pid) != pid
+    except OSError:
+        return False
 
 
 def _signal(h: ProcessHandle, sig: signal.Signals) -> None:
@@ -464,7 +482,15 @@ def _signal(h: ProcessHandle, sig: signal.Signals) -> None:
         if ended:
             return  # The leader is reaped: its pid, hence the group id, may belong to another.
     if pid is not None and not (ended and h.cgroup is None and isinstance(h.process, AdoptedTask)):
-        signal_group(pid, sig)
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            if h.cgroup is None and isinstance(h.process, WaitedTask) and h.process.returncode is None:
+                # No group of its own yet (still exec'ing setsid): it gets the signal itself.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+        except PermissionError:
+            pass
 
 
 async def _wait_gone(h: ProcessHandle, timeout: float) -> bool:

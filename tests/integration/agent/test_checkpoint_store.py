@@ -11,6 +11,7 @@ from mensa.agent.checkpoint_records import TASK_FILE, UPDATES_FILE, TaskCheckpoi
 from mensa.agent.events import (
     CheckpointAck,
     CheckpointAgent,
+    CheckpointStarted,
     CheckpointTask,
     CheckpointUpdate,
     RemoveCheckpoint,
@@ -85,3 +86,45 @@ def test_write_errors_are_logged_not_raised(tmp_path: Path) -> None:
     store.execute(CheckpointTask(record("x")))
     store.execute(CheckpointAgent("a"))
     assert store.load().tasks == []
+
+
+def test_a_batch_appends_once_per_log_and_the_start_is_logged_not_rewritten(tmp_path: Path) -> None:
+    store = CheckpointStore(str(tmp_path))
+    bare = record("t")
+    bare.pid = bare.waiter_pid = None
+    bare.containerizer = ""
+    store.execute_all([
+        CheckpointTask(bare),
+        CheckpointUpdate("fw/1", "t", status("t", mensa_pb2.TASK_STARTING, b"1")),
+    ])
+    task_json = Path(task_dir(str(tmp_path), "fw/1", "t")) / TASK_FILE
+    before = task_json.read_bytes()
+    store.execute_all([
+        CheckpointAck("fw/1", "t", b"1"),
+        CheckpointStarted("fw/1", "t", 42, 41, "process"),
+        CheckpointUpdate("fw/1", "t", status("t", mensa_pb2.TASK_RUNNING, b"2")),
+    ])
+    assert task_json.read_bytes() == before
+    (loaded,) = store.load().tasks
+    cp = loaded.checkpoint
+    assert (cp.pid, cp.waiter_pid, cp.containerizer) == (42, 41, "process")
+    assert [s.uuid for s in loaded.pending] == [b"2"]
+    assert loaded.latest is not None and loaded.latest.state == mensa_pb2.TASK_RUNNING
+
+
+def test_background_removal_and_reused_ids(tmp_path: Path) -> None:
+    store = CheckpointStore(str(tmp_path), background_removal=True)
+    for task_id in ("a", "b"):
+        store.execute(CheckpointTask(record(task_id)))
+        store.execute(CheckpointUpdate("fw/1", task_id, status(task_id, mensa_pb2.TASK_FAILED,
+                                                                 task_id.encode())))
+    # The last ack and the removal come in one batch: the ack is never written.
+    store.execute_all([CheckpointAck("fw/1", "a", b"a"), RemoveCheckpoint("fw/1", "a")])
+    # "b" completes and is launched again (same ids) at once: the new checkpoint survives.
+    store.execute_all([RemoveCheckpoint("fw/1", "b"), CheckpointTask(record("b"))])
+    store.execute(CheckpointUpdate("fw/1", "b", status("b", mensa_pb2.TASK_STARTING, b"b2")))
+    store.close()
+    assert store.pending_removals() == 0
+    assert not os.path.exists(task_dir(str(tmp_path), "fw/1", "a"))
+    (loaded,) = store.load().tasks
+    assert loaded.checkpoint.task_id == "b" and [s.uuid for s in loaded.pending] == [b"b2"]

@@ -17,7 +17,7 @@ from mensa.agent.checkpoint_records import (
 from mensa.agent.events import (
     CheckpointAck,
     CheckpointAgent,
-    CheckpointTask,
+    CheckpointStarted,
     CheckpointUpdate,
     ContainerExited,
     ContainerRecovered,
@@ -128,10 +128,7 @@ def test_start_ack_and_completion_are_checkpointed() -> None:
     assert ack(state, 1.1, starting) == [CheckpointAck(FW, "t1", starting.status.uuid)]
     started = state.handle(ContainerStarted(FW, "t1", pid=42, containerizer="process",
                                             waiter_pid=41), 1.2)
-    record = started[0]
-    assert isinstance(record, CheckpointTask)
-    assert (record.record.pid, record.record.waiter_pid, record.record.containerizer) == (
-        42, 41, "process")
+    assert started[0] == CheckpointStarted(FW, "t1", 42, 41, "process")  # task.json not rewritten
     (running,) = updates(started)
     ack(state, 1.3, running)
     (finished,) = updates(state.handle(ContainerExited(FW, "t1", exit_code=0), 2.0))
