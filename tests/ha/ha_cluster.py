@@ -31,6 +31,10 @@ def get_json(url: str) -> dict[str, Any]:
         return data
 
 
+class NoLeader(ValueError):
+    """No master leads right now."""
+
+
 class HACluster:
     def __init__(self, root: Path, zk_uri: str, session_timeout: float = 2.0) -> None:
         self.root = root
@@ -93,7 +97,8 @@ class HACluster:
     def state(self) -> dict[str, Any]:
         """The leader's /state (fails while no master leads)."""
         name = self.leader()
-        assert name is not None, "no master leads"
+        if name is None:
+            raise NoLeader("no master leads")  # a ValueError: wait_until polls on
         return get_json(f"{self.http(name)}/state")
 
     def wait_agents(self, ids: set[str], timeout: float = 30.0) -> list[dict[str, Any]]:

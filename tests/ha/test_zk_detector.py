@@ -7,6 +7,7 @@ is what a master's death looks like to ZooKeeper.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from kazoo.exceptions import NoNodeError
 
 from mensa.deploy.zookeeper import ZooKeeperEnsemble, four_letter, free_ports
 from mensa.proto import mensa_pb2
@@ -250,9 +252,11 @@ def test_survives_sigkill_of_the_zookeeper_node_it_is_connected_to(
     # Its session moves to a surviving node (kazoo re-sends its watches there).
     wait_for(lambda: (n := other_session_node(zk_ensemble, ours)) is not None and n != node,
              "the detector's session on another node")
-    contend(b_session, zk_path, master_info("master-b", 7003))
+    # The test's own clients may have been on the killed node too: let them reconnect first.
     wait_for(lambda: a_session.connected and b_session.connected, "the contenders' sessions")
-    a_session.delete(a)
+    b_session.retry(contend, b_session, zk_path, master_info("master-b", 7003))
+    with contextlib.suppress(NoNodeError):  # a retried delete may find it already gone
+        a_session.retry(a_session.delete, a)
     assert reports.next_id() == "master-b"
     b_session.stop()
     assert reports.next() is None
