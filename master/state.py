@@ -420,6 +420,9 @@ class MasterState:
             offer.agent_id.value = agent.agent_id
             offer.hostname = agent.hostname
             offer.resources.extend(allocation.resources.to_proto(allocation_role=allocation.role))
+            dynamic = self.reservations.get(agent.agent_id)
+            if dynamic is not None:
+                mark_dynamic(offer.resources, dynamic)
             offer.attributes.extend(agent.info.attributes)
             offer.allocation_info.role = allocation.role
             self.counters.offers_sent += 1
@@ -452,3 +455,13 @@ def master_status(
     if agent_id:
         status.agent_id.value = agent_id
     return status
+
+
+def mark_dynamic(resources: Iterable[mensa_pb2.Resource], dynamic: Resources) -> None:
+    """Marks as DYNAMIC the reservations of ``resources`` that ``dynamic`` (an agent's dynamic
+    reservations) holds by name and role; the rest stay STATIC."""
+    held = dynamic.keys()
+    for resource in resources:
+        for reservation in resource.reservations:
+            if (resource.name, reservation.role) in held:
+                reservation.type = mensa_pb2.Resource.ReservationInfo.DYNAMIC

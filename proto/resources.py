@@ -322,6 +322,10 @@ class Resources:
     def roles(self) -> set[str]:
         return {r for (_n, r) in self._keys()}
 
+    def keys(self) -> set[tuple[str, str]]:
+        """The (name, role) pairs present, e.g. {("cpus", "*"), ("cpus", "ml")}."""
+        return set(self._keys())
+
     def _keys(self) -> Iterator[Key]:
         yield from self._scalars
         yield from self._ranges

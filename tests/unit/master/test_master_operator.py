@@ -203,3 +203,13 @@ def test_a_framework_declining_everything_for_long_does_not_starve_another(h: Ha
     h.subscribe(F2)
     [offer] = h.offers_to(h.allocate(), F2)
     assert Resources.from_proto(offer.resources) == Resources.parse("cpus:4;mem:4096")
+
+
+def test_offers_show_dynamic_reservations_as_dynamic(h: Harness) -> None:
+    agent_id = h.register_agent(A1, resources="cpus(ml):1;cpus:4;mem:4096")  # one static cpu
+    operator.reserve(h.state, agent_id, Resources.parse("mem(ml):512"), h.now)
+    subscribe_role(h, F1, "ml")
+    [offer] = h.offers_to(h.allocate(), F1)
+    kinds = {(r.name, r.reservations[-1].type) for r in offer.resources if len(r.reservations)}
+    Info = mensa_pb2.Resource.ReservationInfo
+    assert kinds == {("cpus", Info.STATIC), ("mem", Info.DYNAMIC)}
