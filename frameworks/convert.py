@@ -142,11 +142,20 @@ def accept_call(
     offers: OfferLike | Iterable[OfferLike],
     operations: Any,
     filters: FiltersLike = None,
+    known_agents: Mapping[str, str] | None = None,
 ) -> scheduler_pb2.Call:
-    """ACCEPT the offers with these operations (Offer.Operation messages or dicts)."""
+    """ACCEPT the offers with these operations (Offer.Operation messages or dicts).
+
+    A launched task without agent_id gets the agent of the offers: from an Offer passed in,
+    else from ``known_agents`` (offer id -> agent id), as the master would fill it.
+    """
+    refs = offer_refs(offers)
     call = Call(type=Call.ACCEPT)
-    call.accept.offer_ids.extend(oid for oid, _ in offer_refs(offers))
+    call.accept.offer_ids.extend(oid for oid, _ in refs)
     call.accept.operations.extend(parse(op, mensa_pb2.Offer.Operation) for op in many(operations))
+    agents = dict(known_agents or {})
+    agents.update((oid.value, agent) for oid, agent in refs if agent)
+    fill_task_agents(call, agents)
     parsed = to_filters(filters)
     if parsed is not None:
         call.accept.filters.CopyFrom(parsed)
@@ -183,6 +192,29 @@ def launch_call(
     if parsed is not None:
         call.accept.filters.CopyFrom(parsed)
     return call
+
+
+def fill_task_agents(call: scheduler_pb2.Call, known_agents: Mapping[str, str]) -> None:
+    """Gives each task an ACCEPT launches without agent_id the agent of its offers (found in
+    ``known_agents``, offer id -> agent id), as the master would."""
+    offers = call.accept.offer_ids
+    agent = next((known_agents[o.value] for o in offers if o.value in known_agents), "")
+    for op in call.accept.operations:
+        for info in op.launch.task_infos:
+            if not info.agent_id.value and agent:
+                info.agent_id.value = agent
+
+
+def launched_tasks(call: scheduler_pb2.Call) -> list[tuple[str, str]]:
+    """Returns the (task id, agent id) of every task an ACCEPT call launches (none for others)."""
+    if call.type != Call.ACCEPT:
+        return []
+    return [
+        (info.task_id.value, info.agent_id.value)
+        for op in call.accept.operations
+        if op.type == mensa_pb2.Offer.Operation.LAUNCH
+        for info in op.launch.task_infos
+    ]
 
 
 def decline_call(

@@ -20,6 +20,19 @@ disconnected framework's tasks that long). With ``framework_id_file`` the driver
 with the id stored there (taking its tasks over) and stores the id after SUBSCRIBED; if the
 master answers that the framework was removed, the driver aborts and says to delete the file.
 
+Reconciliation (``auto_reconcile=True``, the default; the Mesos docs' algorithm): the driver
+tracks every task it believes live, i.e. launched through launch_tasks/accept_offers (with
+the agent of the offer) or named by a status update, until a terminal update for it was
+delivered to ``status_update``. After every re-subscription (a lost master, a new leader), and
+after the first SUBSCRIBED of a failover (a framework id given or stored in the file), it sends
+RECONCILE for the tracked tasks with their agent ids, then again for those still unanswered
+after a backoff (``reconcile_backoff_initial`` 1s, doubling to ``reconcile_backoff_max`` 30s;
+a new re-subscription starts over) until each got a status update. A failover that tracks
+nothing (a fresh process) sends one implicit RECONCILE, so the scheduler hears of every task
+the master knows. The answers reach ``status_update`` like any update (they carry no uuid and
+are not acknowledged). ``auto_reconcile=False`` leaves reconciliation to the scheduler
+(``reconcile_tasks``).
+
 Usage::
 
     driver = SchedulerDriver(MyScheduler(), mensa_pb2.FrameworkInfo(name="demo"), "127.0.0.1:5050")
@@ -123,9 +136,13 @@ class SchedulerDriver:
         backoff_max: float = 10.0,
         flush_timeout: float = 2.0,
         max_message_bytes: int = transport.DEFAULT_MAX_MESSAGE_BYTES,
+        auto_reconcile: bool = True,
+        reconcile_backoff_initial: float = 1.0,
+        reconcile_backoff_max: float = 30.0,
     ) -> None:
-        """Raises ValueError when ``master`` is malformed (or missing without ``detector``), or
-        the framework id file is unreadable or names another framework than ``framework_info``.
+        """Raises ValueError when ``master`` is malformed (or missing without ``detector``), the
+        framework id file is unreadable or names another framework than ``framework_info``, or
+        the reconciliation backoff is not 0 < initial <= max.
 
         ``detector`` replaces the detector ``master`` implies (the driver starts and stops it);
         ``zk_session_timeout`` is the ZooKeeper session timeout for a ``zk://`` master.
@@ -159,6 +176,9 @@ class SchedulerDriver:
             backoff_max=backoff_max,
             flush_timeout=flush_timeout,
             max_message_bytes=max_message_bytes,
+            auto_reconcile=auto_reconcile,
+            reconcile_backoff_initial=reconcile_backoff_initial,
+            reconcile_backoff_max=reconcile_backoff_max,
         )
         self._session = Session(
             scheduler,
@@ -269,8 +289,9 @@ class SchedulerDriver:
         operations: Any,
         filters: convert.FiltersLike = None,
     ) -> DriverStatus:
-        """ACCEPTs the offers with these Offer.Operation messages (or dicts)."""
-        call = convert.accept_call(offer_ids, operations, filters)
+        """ACCEPTs the offers with these Offer.Operation messages (or dicts); a launched task
+        without agent_id gets the offers' agent."""
+        call = convert.accept_call(offer_ids, operations, filters, self._offers.snapshot())
         self._offers.forget(call.accept.offer_ids)
         return self._submit(call)
 

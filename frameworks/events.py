@@ -72,6 +72,13 @@ def is_removal_error(message: str) -> bool:
     return "has been removed" in message
 
 
+def removal_hint(framework_id: str | None, id_file: str | None) -> str:
+    """Returns what to do when the master removed the framework (its id is stale)."""
+    if id_file is not None:
+        return f"the master removed framework {framework_id}: delete {id_file} to register as a new framework"
+    return "the master removed this framework: subscribe without its framework id"
+
+
 def leader_hint(error: internal_pb2.Error) -> Leader | None:
     """Returns the leader a NOT_LEADER error names, or None (another code, no leader, or a
     leader without a ZeroMQ endpoint)."""

@@ -108,6 +108,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the scheduler calls driver.acknowledge_status_update itself",
     )
 
+    parser.add_argument(
+        "--no-auto-reconcile",
+        dest="auto_reconcile",
+        action="store_false",
+        default=True,
+        help="do not reconcile the framework's tasks after re-subscribing or failing over "
+        "(by default the driver does, as the Mesos reconciliation algorithm says)",
+    )
+
 
 def load_scheduler(target: str) -> Scheduler:
     """Imports ``MODULE:NAME`` and returns ``NAME()``; raises TargetError saying what is wrong."""
@@ -172,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             zk_session_timeout=getattr(args, "zk_session_timeout", DEFAULT_ZK_SESSION_TIMEOUT),
             framework_id_file=id_file,
             implicit_acknowledgements=args.implicit_acks,
+            auto_reconcile=getattr(args, "auto_reconcile", True),
         )
     except ValueError as exc:
         print(f"mensa scheduler run: {exc}", file=sys.stderr)

@@ -14,6 +14,11 @@ endpoint (a fresh socket), loses the old master (``disconnected`` once; unsent c
 requeued; offers are void) and re-subscribes there with its framework id. While no leader is
 known it waits, queueing calls; NOT_LEADER without a leader is retried with backoff.
 
+It reconciles (unless ``auto_reconcile`` is off): a Reconciler tracks the tasks launched and
+every status update; after each re-subscription (and the first SUBSCRIBED of a failover) the
+session sends RECONCILE for the tracked tasks, then again for the unanswered ones with backoff
+until all were answered; a failover that tracks nothing sends one implicit RECONCILE.
+
 Everything here runs on the driver's event loop thread; SchedulerDriver is the thread-safe
 front that hands calls over with ``loop.call_soon_threadsafe(session.on_call, call)``. The
 detector's reports (from kazoo's thread) hop over the same way.
@@ -39,12 +44,14 @@ from mensa.frameworks.events import (
     heartbeat_interval,
     is_removal_error,
     leader_hint,
+    removal_hint,
     same_master,
     silence_timeout,
 )
 from mensa.frameworks.idfile import FrameworkIdFile
 from mensa.frameworks.link import MasterLink
 from mensa.frameworks.offerbook import OfferBook
+from mensa.frameworks.reconciling import AutoReconciler
 from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2, transport
 from mensa.proto.detector import FixedDetector, MasterDetector
 from mensa.proto.zk import Leader
@@ -69,6 +76,9 @@ class SessionOptions:
     backoff_max: float = 10.0
     flush_timeout: float = 2.0
     max_message_bytes: int = transport.DEFAULT_MAX_MESSAGE_BYTES
+    auto_reconcile: bool = True
+    reconcile_backoff_initial: float = 1.0
+    reconcile_backoff_max: float = 30.0
 
 
 class Session:
@@ -102,6 +112,7 @@ class Session:
         self._log = log.bind(framework=info.name)
         self._framework_id: str | None = info.id.value or None
         self._stored_id = self._framework_id if id_file is not None else None
+        self._failover_id = self._framework_id  # the first SUBSCRIBED with it is a failover
         self._target: Leader | None = None
         self._detected: Leader | None = None  # what the detector said last
         self._unanswered = 0  # SUBSCRIBEs sent to the target since it last said anything
@@ -117,6 +128,14 @@ class Session:
         self._kick: asyncio.Event | None = None
         self._stop_requested = False
         self._teardown = False
+        self._reconcile = AutoReconciler(
+            options.reconcile_backoff_initial,
+            options.reconcile_backoff_max,
+            send=self._send_call,
+            subscribed=lambda: self._subscribed,
+            logger=lambda: self._log,
+            enabled=options.auto_reconcile,
+        )
 
     @property
     def framework_id(self) -> str | None:
@@ -160,6 +179,7 @@ class Session:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            self._reconcile.cancel()
             try:
                 await self._shutdown()
             finally:
@@ -175,7 +195,9 @@ class Session:
             self._stop_event.set()
 
     def on_call(self, call: scheduler_pb2.Call) -> None:
-        """Sends a call now if subscribed, else queues it until SUBSCRIBED."""
+        """Sends a call now if subscribed, else queues it until SUBSCRIBED; tracks the tasks it
+        launches for reconciliation."""
+        self._reconcile.track_launches(call)
         if self._subscribed:
             self._send_call(call)
         else:
@@ -430,7 +452,10 @@ class Session:
             self._log.warning("event_ignored", type=int(kind))
             return
         handled = self._invoke(callback)
+        if kind == Event.UPDATE:
+            self._reconcile.observed(event.update.status, delivered=handled)
         # An update whose callback raised is not acknowledged: the agent sends it again later.
+        # A reconciliation answer carries no uuid: acknowledge_call returns None for it.
         if kind == Event.UPDATE and handled and self._opts.implicit_acknowledgements:
             ack = convert.acknowledge_call(event.update.status)
             if ack is not None:
@@ -438,20 +463,10 @@ class Session:
 
     def _on_fatal(self, message: str) -> None:
         """An ERROR event: the master wants this scheduler gone; the driver aborts."""
-        if is_removal_error(message) and self._id_file is not None:
-            self._log.error(
-                "framework_removed",
-                message=message,
-                framework_id_file=str(self._id_file),
-                hint=f"the master removed framework {self._framework_id}: delete "
-                f"{self._id_file} to register as a new framework",
-            )
-        elif is_removal_error(message):
-            self._log.error(
-                "framework_removed",
-                message=message,
-                hint="the master removed this framework: subscribe without its framework id",
-            )
+        if is_removal_error(message):
+            path = str(self._id_file) if self._id_file is not None else None
+            self._log.error("framework_removed", message=message, framework_id_file=path,
+                            hint=removal_hint(self._framework_id, path))
         else:
             self._log.error("framework_error_received", message=message)
         self._abort()
@@ -477,6 +492,8 @@ class Session:
             self._log.debug("duplicate_subscribed_ignored")
             return
         first = not self._ever_subscribed or framework_id != self._framework_id
+        failover = first and framework_id == self._failover_id
+        self._failover_id = None
         if self._framework_id and framework_id != self._framework_id:
             self._log.warning("framework_id_changed", old=self._framework_id, new=framework_id)
         if self._ever_subscribed:
@@ -496,6 +513,8 @@ class Session:
         self._store_framework_id(framework_id)
         for call in queued:
             self._send_call(call)
+        if not first or failover:
+            self._reconcile.start("failover" if failover else "resubscribed")
         callback = callback_for(event, first_subscription=first)
         assert callback is not None
         self._invoke(callback)

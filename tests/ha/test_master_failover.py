@@ -254,3 +254,31 @@ def test_an_unreachable_agent_that_returns_gets_its_partition_aware_tasks_back(h
     finally:
         driver.stop()
         driver.join(10)
+
+
+def test_tasks_of_an_agent_that_never_returns_after_a_failover_are_reported_unreachable(
+        ha: HACluster) -> None:
+    for name in ("m1", "m2"):
+        ha.start_master(name)
+    first = ha.wait_leader()
+    for name in ("a1", "a2"):
+        ha.start_agent(name)
+    wait_until(lambda: len(ha.state()["agents"]) == 2, what="two agents")
+    sched, driver = scheduler(ha, partition_aware=True)
+    try:
+        sched.wait(lambda e: e[0] == "registered")
+        sched.submit(driver, task("stays", "sleep 300", "cpus:0.5;mem:32"), hostname="a1")
+        sched.submit(driver, task("stranded", "sleep 300", "cpus:0.5;mem:32"), hostname="a2")
+        sched.state_of("stays", "TASK_RUNNING")
+        sched.state_of("stranded", "TASK_RUNNING")
+        ha.agents["a2"].kill()  # gone for good, with the leader
+        ha.masters[first].kill()
+        ha.wait_leader(other_than=first)
+        # The SDK reconciles by itself after re-subscribing; the new leader answers for the
+        # stranded task once a2 has missed --agent-reregister-timeout (10 s here).
+        sched.wait(lambda e: e[0] == "update" and e[1] == "stranded" and e[2] == "TASK_UNREACHABLE",
+                   timeout=40)
+        assert reconcile(sched, driver, ["stays"]) == {"stays": "TASK_RUNNING"}
+    finally:
+        driver.stop()
+        driver.join(10)

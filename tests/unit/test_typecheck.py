@@ -58,6 +58,7 @@ PURE_MODULES = [
     "mensa.agent.containerizer.launcher",
     "mensa.frameworks.convert",
     "mensa.frameworks.events",
+    "mensa.frameworks.reconciler",
     "mensa.frameworks.scheduler",
 ]
 

@@ -56,6 +56,11 @@ class FakeMaster:
             error.leader.CopyFrom(leader.info)
         self.send(identity, Envelope(error=error))
 
+    def not_subscribed(self, identity: bytes) -> None:
+        """Answers as a master that lost the framework (after a failover): NOT_SUBSCRIBED."""
+        error = internal_pb2.Error(code=internal_pb2.Error.NOT_SUBSCRIBED, message="who are you")
+        self.send(identity, Envelope(error=error))
+
     def close(self) -> None:
         self.sock.close(linger=0)
         self.ctx.term()
@@ -79,13 +84,14 @@ class FakeMaster:
         raise AssertionError("the driver sent nothing")
 
     def next_call(self, type_: int) -> tuple[bytes, scheduler_pb2.Call]:
-        """Returns the next Call, which must be of ``type_``; skips pongs, and repeated
-        SUBSCRIBEs (retries) unless a SUBSCRIBE is what is expected."""
+        """Returns the next Call, which must be of ``type_``; skips pongs, repeated SUBSCRIBEs
+        (retries) and RECONCILEs (the driver's automatic reconciliation) unless one of those
+        is what is expected."""
         while True:
             identity, envelope = self.next_message()
             assert envelope.HasField("call"), f"expected a call, got {envelope}"
             call = envelope.call
-            if call.type == Call.SUBSCRIBE and type_ != Call.SUBSCRIBE:
+            if call.type in (Call.SUBSCRIBE, Call.RECONCILE) and call.type != type_:
                 continue
             assert call.type == type_, f"expected {Call.Type.Name(type_)}, got {call}"
             return identity, call
@@ -95,6 +101,16 @@ class FakeMaster:
 
     def send_event(self, identity: bytes, **fields: Any) -> None:
         self.send(identity, Envelope(event=Event(**fields)))
+
+    def update(self, identity: bytes, task_status: mensa_pb2.TaskStatus) -> None:
+        """Sends an UPDATE event carrying ``task_status``."""
+        self.send_event(identity, type=Event.UPDATE, update=Event.Update(status=task_status))
+
+    def next_reconcile(self) -> tuple[bytes, list[tuple[str, str]]]:
+        """Waits for the next RECONCILE; returns the identity and its (task id, agent id) pairs
+        (an empty list for an implicit reconciliation)."""
+        identity, call = self.next_call(Call.RECONCILE)
+        return identity, [(t.task_id.value, t.agent_id.value) for t in call.reconcile.tasks]
 
     def subscribe(
         self, framework_id: str = "fw-1", heartbeat: float = 30.0

@@ -79,6 +79,11 @@ def test_flags_build_the_framework_info() -> None:
     assert info.failover_timeout == 600.0 and info.checkpoint and info.id.value == "fw-3"
 
 
+def test_auto_reconcile_is_on_unless_turned_off() -> None:
+    assert parse("m:C", "--master", "h:1").auto_reconcile is True
+    assert parse("m:C", "--master", "h:1", "--no-auto-reconcile").auto_reconcile is False
+
+
 def test_master_is_required() -> None:
     with pytest.raises(SystemExit):
         parse("m:C")
