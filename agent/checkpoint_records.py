@@ -18,10 +18,14 @@ directory is removed when it completes (terminal, container gone, every update a
 
 Log records: ``MAGIC | kind (1 byte) | length (4 bytes, big endian) | payload | crc32 (4 bytes)``,
 kind ``U`` (payload: a serialized TaskStatus), ``A`` (payload: the acknowledged uuid) or ``S``
-(payload: JSON ``{"pid", "waiter_pid", "containerizer"}`` once the container started: appended to
-the log rather than rewriting ``task.json``; the last one wins over ``task.json``'s fields).
+(payload: JSON ``{"pid", "waiter_pid", "containerizer", "pid_start"}`` once the container started: appended to
+the log rather than rewriting ``task.json``; the last one wins over ``task.json``'s fields) or
+``K`` (payload: JSON ``{"grace", "at"}``: a kill began at epoch time ``at`` with that grace
+period; a restarted agent finishes it).
 ``decode_records`` stops at the first record that is cut short or fails its checksum (a torn last
-write) and says so.
+write) and says so; ``good_length`` says where the valid records end (a torn log is cut back
+there before a restarted agent appends to it, or the records appended would stay hidden behind
+the torn one).
 """
 
 from __future__ import annotations
@@ -50,10 +54,14 @@ MAGIC = b"\xa7"
 UPDATE = b"U"
 ACK = b"A"
 STARTED = b"S"
+KILL = b"K"
 _HEADER = struct.Struct(">cI")
 _CRC = struct.Struct(">I")
-_KINDS = (UPDATE, ACK, STARTED)
+_KINDS = (UPDATE, ACK, STARTED, KILL)
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+# Signals whose default action does not end a process (CHLD, CONT, STOP, TSTP, TTIN, TTOU, URG,
+# WINCH): a shell status of 128+N for one of them can only be the task's own exit code.
+NON_TERMINATING_SIGNALS = frozenset({17, 18, 19, 20, 21, 22, 23, 28})
 
 
 class CorruptCheckpoint(ValueError):
@@ -85,6 +93,7 @@ class TaskCheckpoint:
     containerizer: str = ""  # the containerizer's name once it started the container
     pid: int | None = None  # the task's process (its process group leader)
     waiter_pid: int | None = None  # the process that records its exit status
+    pid_start: int | None = None  # the task process's start time (/proc/<pid>/stat field 22)
     sandbox: str = ""
     silent: bool = False  # its updates are no longer wanted (framework shut down)
 
@@ -106,6 +115,7 @@ class TaskCheckpoint:
             "containerizer": self.containerizer,
             "pid": self.pid,
             "waiter_pid": self.waiter_pid,
+            "pid_start": self.pid_start,
             "sandbox": self.sandbox,
             "silent": self.silent,
         }
@@ -125,6 +135,7 @@ class TaskCheckpoint:
                 containerizer=str(doc.get("containerizer") or ""),
                 pid=_opt_int(doc.get("pid")),
                 waiter_pid=_opt_int(doc.get("waiter_pid")),
+                pid_start=_opt_int(doc.get("pid_start")),
                 sandbox=str(doc.get("sandbox") or ""),
                 silent=bool(doc.get("silent")),
             )
@@ -149,6 +160,8 @@ class RecoveredTask:
     pending: list[mensa_pb2.TaskStatus] = field(default_factory=list)
     latest: mensa_pb2.TaskStatus | None = None
     torn: bool = False  # the log ended in a partial record (a write cut short)
+    # A kill under way when the agent went down: (grace seconds, epoch time it began).
+    kill: tuple[float, float] | None = None
 
 
 @dataclass(slots=True)
@@ -171,34 +184,67 @@ def update_record(status: mensa_pb2.TaskStatus) -> bytes:
     return encode_record(UPDATE, status.SerializeToString())
 
 
+def kill_record(grace_seconds: float, wall_time: float) -> bytes:
+    doc = {"grace": grace_seconds, "at": wall_time}
+    return encode_record(KILL, json.dumps(doc, separators=(",", ":")).encode())
+
+
+def last_kill(data: bytes) -> tuple[float, float] | None:
+    """Returns (grace seconds, epoch time) of the last ``K`` record of updates log ``data``,
+    None when no kill was recorded (a garbled one is ignored)."""
+    records, _torn = decode_records(data)
+    for kind, payload in reversed(records):
+        if kind != KILL:
+            continue
+        try:
+            doc = json.loads(payload)
+            return float(doc["grace"]), float(doc["at"])
+        except (ValueError, TypeError, KeyError):
+            continue
+    return None
+
+
 def ack_record(uuid: bytes) -> bytes:
     return encode_record(ACK, uuid)
 
 
-def started_record(pid: int | None, waiter_pid: int | None, containerizer: str) -> bytes:
-    doc = {"pid": pid, "waiter_pid": waiter_pid, "containerizer": containerizer}
+def started_record(pid: int | None, waiter_pid: int | None, containerizer: str,
+                   pid_start: int | None = None) -> bytes:
+    doc = {"pid": pid, "waiter_pid": waiter_pid, "containerizer": containerizer,
+           "pid_start": pid_start}
     return encode_record(STARTED, json.dumps(doc, separators=(",", ":")).encode())
 
 
 def decode_records(data: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
     """Returns the (kind, payload) records of a log and whether it ended in a torn record
     (cut short or failing its checksum; it and anything after it are ignored)."""
+    records, good, _size = _decode(data)
+    return records, good < len(data)
+
+
+def good_length(data: bytes) -> int:
+    """Returns the length of the longest prefix of log ``data`` made of whole, valid records
+    (what a torn log is cut back to before anything is appended to it again)."""
+    return _decode(data)[1]
+
+
+def _decode(data: bytes) -> tuple[list[tuple[bytes, bytes]], int, int]:
     out: list[tuple[bytes, bytes]] = []
     pos, size = 0, len(data)
     head = len(MAGIC) + _HEADER.size
     while pos < size:
         if size - pos < head or data[pos : pos + 1] != MAGIC:
-            return out, True
+            break
         kind, length = _HEADER.unpack_from(data, pos + 1)
         end = pos + head + length + _CRC.size
         if length > MAX_RECORD_BYTES or end > size:
-            return out, True
+            break
         (crc,) = _CRC.unpack_from(data, end - _CRC.size)
         if zlib.crc32(data[pos : end - _CRC.size]) != crc or kind not in _KINDS:
-            return out, True
+            break
         out.append((kind, data[pos + head : end - _CRC.size]))
         pos = end
-    return out, False
+    return out, pos, size
 
 
 def replay_updates(
@@ -210,7 +256,7 @@ def replay_updates(
     pending: list[mensa_pb2.TaskStatus] = []
     latest: mensa_pb2.TaskStatus | None = None
     for kind, payload in records:
-        if kind == STARTED:
+        if kind in (STARTED, KILL):
             continue
         if kind == UPDATE:
             try:
@@ -236,6 +282,7 @@ def apply_started(record: TaskCheckpoint, data: bytes) -> None:
             doc = json.loads(payload)
             record.pid = _opt_int(doc.get("pid"))
             record.waiter_pid = _opt_int(doc.get("waiter_pid"))
+            record.pid_start = _opt_int(doc.get("pid_start"))
             record.containerizer = str(doc.get("containerizer") or "")
         except (ValueError, TypeError, AttributeError):
             continue
@@ -246,11 +293,13 @@ def parse_exit_status(text: str) -> tuple[int | None, int | None] | None:
     """Parses a waiter's ``exit_status`` (the shell's ``$?`` and a newline); returns
     ``(exit_code, signal)`` or None while it is incomplete. The shell reports a task killed by
     signal N as 128+N, so codes above 128 are read as signals (a task that itself exits with
-    such a code is reported as killed by that signal)."""
+    such a code is reported as killed by that signal), except for signals that cannot end a
+    process (``NON_TERMINATING_SIGNALS``): the waiter exits with those codes as they are, and
+    they are read as exit codes here too."""
     if not text.endswith("\n") or not text.strip().isdigit():
         return None
     code = int(text.strip())
-    if 128 < code < 128 + 65:
+    if 128 < code < 128 + 65 and code - 128 not in NON_TERMINATING_SIGNALS:
         return None, code - 128
     return code, None
 

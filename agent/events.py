@@ -43,6 +43,9 @@ class ContainerStarted:
     pid: int | None = None
     containerizer: str = ""
     waiter_pid: int | None = None
+    # The task process's start time (/proc/<pid>/stat field 22): with ``pid`` it names one
+    # process for good (a reused pid has another start time).
+    pid_start: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,7 @@ class RecoverContainer:
     containerizer: str
     pid: int | None
     waiter_pid: int | None
+    pid_start: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +205,18 @@ class CheckpointStarted:
     pid: int | None
     waiter_pid: int | None
     containerizer: str
+    pid_start: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointKill:
+    """Record that the task's kill began at ``wall_time`` (epoch seconds) with ``grace_seconds``
+    (appended to its log): a restarted agent finishes it."""
+
+    framework_id: str
+    task_id: str
+    grace_seconds: float
+    wall_time: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +238,7 @@ CheckpointCommand = (
     CheckpointAgent
     | CheckpointTask
     | CheckpointStarted
+    | CheckpointKill
     | CheckpointUpdate
     | CheckpointAck
     | RemoveCheckpoint

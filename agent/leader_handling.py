@@ -123,5 +123,9 @@ def on_not_leader(state: AgentState, error: internal_pb2.Error) -> None:
                 leader=leader.zmq_endpoint if leader is not None else None)
     if state.link.registered:
         state.link.lose()
+    else:
+        # Asked a master that does not (yet) lead: try again soon, never after a longer and
+        # longer backoff (the leader, or the detector's news of it, is about to be there).
+        state.link.not_leader(state._now)
     if leader is not None and leader.zmq_endpoint:
         state._out.append(SwitchMaster(leader))

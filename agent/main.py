@@ -300,6 +300,8 @@ async def _containerizers(args: argparse.Namespace) -> list[Containerizer]:
                 cgroup_root=args.cgroup_root,
                 pids_max=args.pids_max or None,
                 pid_namespace=pid_namespace,
+                # After recovery (service), sparing the checkpointed tasks' cgroups.
+                remove_stale=False,
             )
             log.info("process_isolation", **process.describe())
             out.append(process)

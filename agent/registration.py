@@ -10,7 +10,10 @@ Following a leading master (``leader_changed``): while no master leads the agent
 register at all (it keeps its tasks and updates and waits); when a new leader is announced the
 first registration waits ``jitter * backoff_min`` (``jitter`` in [0, 1), drawn by the caller),
 except for the first leader the agent ever learns of, so thousands of agents re-registering
-after a failover spread out instead of stampeding the new leader.
+after a failover spread out instead of stampeding the new leader. A NOT_LEADER answer
+(``not_leader``) restarts the backoff from its minimum (plus the same jitter), so an agent that
+asked a master still taking over registers again within about a second instead of waiting out
+a doubled backoff.
 
 ``register_envelope`` builds the RegisterAgent message itself.
 """
@@ -41,6 +44,7 @@ class MasterLink:
     leader_known: bool = True  # False while the detector knows of no leading master.
     had_leader: bool = False  # A leader was announced before (the next one is a change).
     hold_until: float = float("-inf")  # No registration before this (jittered leader change).
+    jitter: float = 0.0  # The last leader change's jitter, in [0, 1] (this agent's own spread).
 
     def __post_init__(self) -> None:
         self.backoff = self.backoff_min
@@ -69,6 +73,7 @@ class MasterLink:
         self.leader_known = leading
         if not leading:
             return 0.0
+        self.jitter = min(max(jitter, 0.0), 1.0)
         delay = min(max(jitter, 0.0), 1.0) * self.backoff_min if self.had_leader else 0.0
         self.had_leader = True
         self.hold_until = now + delay
@@ -80,6 +85,18 @@ class MasterLink:
         self.registered = False
         self.backoff = self.backoff_min
         self.next_attempt = float("-inf")
+
+    def not_leader(self, now: float) -> float:
+        """The master answered NOT_LEADER: the agent is not registered with it, and registers
+        again (with whichever master leads by then) after ``backoff_min * (1 + jitter)``, from
+        the minimum backoff each time, however many answers came before (a leader that is
+        still taking over must not push the agent's next attempt out to ``backoff_max``).
+        Returns the delay chosen."""
+        self.registered = False
+        self.backoff = self.backoff_min
+        delay = self.backoff_min * (1.0 + self.jitter)
+        self.next_attempt = now + delay
+        return delay
 
     def forget(self) -> None:
         """Drops the agent id (shut down by the master): the next registration is a new agent."""

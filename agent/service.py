@@ -47,7 +47,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from mensa.agent import recovery
-from mensa.agent.checkpoint import CheckpointStore
+from mensa.agent.checkpoint import CheckpointGuard, CheckpointStore
 from mensa.agent.containerizer.base import (
     ContainerHandle,
     Containerizer,
@@ -60,6 +60,7 @@ from mensa.agent.events import (
     CheckpointAck,
     CheckpointAgent,
     CheckpointCommand,
+    CheckpointKill,
     CheckpointStarted,
     CheckpointTask,
     CheckpointUpdate,
@@ -94,6 +95,7 @@ log = structlog.get_logger(__name__)
 
 CHECKPOINT_COMMANDS = (
     CheckpointUpdate,
+    CheckpointKill,
     CheckpointAck,
     CheckpointStarted,
     CheckpointTask,
@@ -147,7 +149,13 @@ class AgentService:
         self._monitor: zmq.asyncio.Socket | None = None
         self._socket_loops: list[asyncio.Task[None]] = []
         self._docker_found: dict[str, Any] = {}
+        self._docker_unreachable = False  # Docker could not be asked at recovery.
+        self.checkpoints = CheckpointGuard(self.store) if self.store is not None else None
         self.containerizers: list[Containerizer] = list(containerizers or [ProcessContainerizer()])
+        if self.checkpoints is not None:
+            for containerizer in self.containerizers:
+                if isinstance(containerizer, ProcessContainerizer):
+                    containerizer.on_spawned = self.checkpoints.waiter_spawned
         self.tick_seconds = tick_seconds
         self._clock = clock
         self._wall_clock = wall_clock
@@ -313,15 +321,26 @@ class AgentService:
             log.exception("event_handling_failed", event=type(event).__name__)
             return
         batch: list[CheckpointCommand] = []
+        refused: dict[TaskKey, str] = {}  # tasks whose checkpoint failed: not launched
         for command in commands:
             if isinstance(command, CHECKPOINT_COMMANDS):
                 batch.append(command)
                 continue
             if batch:
-                self._checkpoint(batch)
+                self._checkpoint(batch, refused)
+            if isinstance(command, LaunchContainer) and (
+                    (command.framework_id, command.task_id) in refused):
+                continue
+            if isinstance(command, SendToMaster) and not self._update_saved(command.envelope):
+                continue
             self._execute(command)
         if batch:
-            self._checkpoint(batch)
+            self._checkpoint(batch, refused)
+        for key, error in refused.items():
+            log.error("task_not_launched", framework_id=key[0], task_id=key[1],
+                      reason="its checkpoint could not be written", error=error)
+            self.dispatch(LaunchFailed(*key, message="the agent could not checkpoint the task "
+                                       f"before launching it: {error}"))
         if self._publish and self.state.agent_id != self._published_agent_id:
             self._published_agent_id = self.state.agent_id
             with contextlib.suppress(OSError):
@@ -331,11 +350,18 @@ class AgentService:
                     agent_id=self.state.agent_id,
                 )
 
-    def _checkpoint(self, batch: list[CheckpointCommand]) -> None:
-        """Carries out consecutive checkpoint commands (before the commands after them)."""
-        if self.store is not None:
-            self.store.execute_all(batch)
+    def _checkpoint(self, batch: list[CheckpointCommand], refused: dict[TaskKey, str]) -> None:
+        """Carries out consecutive checkpoint commands (before the commands after them); a task
+        whose CheckpointTask failed goes into ``refused`` (``CheckpointGuard.write``)."""
+        if self.checkpoints is not None:
+            self.checkpoints.write(batch, refused)
         batch.clear()
+
+    def _update_saved(self, envelope: internal_pb2.Envelope) -> bool:
+        """False for a status update held back because its checkpoint is still unwritten."""
+        if self.checkpoints is None or not envelope.HasField("status_update"):
+            return True
+        return self.checkpoints.update_saved(envelope.status_update.status.uuid)
 
     def _execute(self, command: AgentCommand) -> None:
         if isinstance(command, SendToMaster):
@@ -429,7 +455,8 @@ class AgentService:
             return LaunchFailed(*key, message=str(exc))
         self.dispatch(ContainerStarted(*key, pid=container.handle.pid,
                                        containerizer=containerizer.name,
-                                       waiter_pid=getattr(container.handle, "waiter_pid", None)))
+                                       waiter_pid=getattr(container.handle, "waiter_pid", None),
+                                       pid_start=getattr(container.handle, "pid_start", None)))
         if container.kill_grace is not None:
             # Killed while it was being launched (an image pull, say): it never ran as far as
             # the framework knows, so it gets no grace period.

@@ -35,6 +35,7 @@ from mensa.agent import health_handling, leader_handling, task_recovery
 from mensa.agent.containerizer.base import LaunchSpec
 from mensa.agent.events import (
     CheckpointAck,
+    CheckpointKill,
     CheckpointStarted,
     CheckpointTask,
     CheckpointUpdate,
@@ -313,6 +314,10 @@ class AgentState:
         if grace is None:
             grace = record.grace_seconds(self.config.kill_grace_seconds)
         record.kill_requested = True
+        if self.config.checkpoint:
+            # Before the kill: a restarted agent finishes a kill it finds recorded.
+            self._out.append(CheckpointKill(record.framework_id, record.task_id, grace,
+                                            self._wall))
         checker = self.health.get((record.framework_id, record.task_id))
         if checker is not None:
             checker.stop()
@@ -399,9 +404,11 @@ class AgentState:
         record.pid = event.pid
         record.containerizer = event.containerizer
         record.waiter_pid = event.waiter_pid
+        record.pid_start = event.pid_start
         if self.config.checkpoint:
             self._out.append(CheckpointStarted(event.framework_id, event.task_id, event.pid,
-                                               event.waiter_pid, event.containerizer))
+                                               event.waiter_pid, event.containerizer,
+                                               event.pid_start))
         task_log(event.framework_id, event.task_id).info("task_started", pid=event.pid)
         if not record.kill_requested:
             if record.state == mensa_pb2.TASK_STAGING:

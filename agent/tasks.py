@@ -45,6 +45,7 @@ class TaskRecord:
     container_id: str = ""
     containerizer: str = ""  # The name of the containerizer that started it.
     waiter_pid: int | None = None  # The process recording its exit status (process tasks).
+    pid_start: int | None = None  # The task process's start time (tells a reused pid apart).
 
     @property
     def framework_id(self) -> str:
@@ -67,6 +68,7 @@ class TaskRecord:
             containerizer=self.containerizer,
             pid=self.pid,
             waiter_pid=self.waiter_pid,
+            pid_start=self.pid_start,
             sandbox=self.sandbox,
             silent=self.silent,
         )

@@ -25,9 +25,12 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from mensa.proto import mensa_pb2
 from mensa.proto.states import is_terminal
+
+TaskState: TypeAlias = mensa_pb2.TaskState
 
 TaskRef = tuple[str, str]  # (task id, agent id; "" when unknown)
 
@@ -53,7 +56,7 @@ class Tracked:
     """What the framework last heard of a live task."""
 
     agent_id: str
-    state: int
+    state: TaskState
 
 
 @dataclass(slots=True)
@@ -79,7 +82,7 @@ class Reconciler:
         if task_id and task_id not in self._tasks:
             self._tasks[task_id] = Tracked(agent_id, mensa_pb2.TASK_STAGING)
 
-    def observed(self, task_id: str, agent_id: str, state: int, delivered: bool) -> bool:
+    def observed(self, task_id: str, agent_id: str, state: TaskState, delivered: bool) -> bool:
         """Records a status update for ``task_id``, which answers it in the running round.
 
         A terminal update ``delivered`` to the scheduler drops the task; an undelivered one (the

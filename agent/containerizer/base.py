@@ -26,6 +26,10 @@ from typing import Protocol, runtime_checkable
 from mensa.proto import mensa_pb2
 
 
+class EngineUnreachable(Exception):
+    """A containerizer's engine (the Docker daemon) could not be asked; ``str()`` says why."""
+
+
 class LaunchError(RuntimeError):
     """The container could not be spawned; ``str()`` says why (for the task's status)."""
 

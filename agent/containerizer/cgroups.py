@@ -33,7 +33,7 @@ import contextlib
 import errno
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -344,16 +344,19 @@ def detect(root: str = "/sys/fs/cgroup", name: str = "mensa") -> tuple[Hierarchy
     return None, problems
 
 
-def remove_stale(hierarchy: Hierarchy, older_than: float) -> list[str]:
+def remove_stale(hierarchy: Hierarchy, older_than: float,
+                 keep: Collection[str] = ()) -> list[str]:
     """Removes the empty task cgroups under the hierarchy's bases whose directory is older than
     ``older_than`` (a time.time() value: a fresh one may belong to a launch in progress of
-    another agent on this host); a cgroup with processes cannot be removed and is kept.
-    Returns the container ids removed."""
+    another agent on this host), except those of the container ids in ``keep`` (a checkpointed
+    task's: its recovery reads it, e.g. an OOM kill while the agent was down); a cgroup with
+    processes cannot be removed and is kept. Returns the container ids removed."""
     removed: list[str] = []
+    kept = set(keep)
     for base in hierarchy.bases.values():
         with contextlib.suppress(OSError):
             for d in base.iterdir():
-                if not d.is_dir():
+                if not d.is_dir() or d.name in kept:
                     continue
                 try:
                     if d.stat().st_mtime < older_than:

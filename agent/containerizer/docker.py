@@ -50,7 +50,13 @@ import requests.exceptions
 import structlog
 from docker.utils import parse_repository_tag
 
-from mensa.agent.containerizer.base import ContainerHandle, LaunchError, LaunchSpec, Termination
+from mensa.agent.containerizer.base import (
+    ContainerHandle,
+    EngineUnreachable,
+    LaunchError,
+    LaunchSpec,
+    Termination,
+)
 from mensa.agent.containerizer.docker_config import (
     DEFAULT_SANDBOX_MOUNT,
     LABEL_PREFIX,
@@ -111,6 +117,10 @@ class FoundContainer:
     agent_id: str
     sandbox: str
     running: bool
+
+
+class DockerUnreachable(EngineUnreachable):
+    """The engine could not be asked (``find_containers(strict=True)``)."""
 
 
 class DockerContainerizer:
@@ -285,6 +295,11 @@ class DockerContainerizer:
 
         await self._call(remove)
 
+    async def remove_by_name(self, container_id: str) -> None:
+        """Force-removes the container of Mensa container ``container_id`` by its name (best
+        effort: for a task given up on at recovery, so it does not run on untracked)."""
+        await self._call(self._remove_abandoned, container_id)
+
     def _remove_abandoned(self, container_id: str) -> None:
         """Force-removes the container of a launch that was given up on (blocking)."""
         with contextlib.suppress(*_UNREACHABLE, docker.errors.DockerException):
@@ -321,10 +336,13 @@ class DockerContainerizer:
         log.info("docker_engine_found", socket=self.base_url, version=self._version)
         return True
 
-    async def find_containers(self, agent_id: str | None = None) -> list[FoundContainer]:
+    async def find_containers(
+        self, agent_id: str | None = None, *, strict: bool = False
+    ) -> list[FoundContainer]:
         """Returns the containers labelled as Mensa's (of ``agent_id`` when given).
 
-        Raises nothing: an unreachable engine yields an empty list (and a warning).
+        An unreachable engine yields an empty list (and a warning), or, with ``strict``, raises
+        DockerUnreachable: recovery must tell "none found" from "could not look".
         """
         wanted = [f"{LABEL_PREFIX}container_id"]
         if agent_id:
@@ -334,6 +352,8 @@ class DockerContainerizer:
             listed = await self._call(client.api.containers, all=True, filters={"label": wanted})
         except Exception as exc:
             log.warning("docker_containers_not_listed", socket=self.base_url, error=str(exc))
+            if strict:
+                raise DockerUnreachable(str(exc)) from None
             return []
         found = []
         for c in listed:

@@ -12,17 +12,25 @@ as fd 3. The subshell takes the launcher's steps (joins the task's cgroups, lowe
 says ``ready`` on fd 3, and execs ``setsid`` (the task gets its own session and process group,
 so signals to the task's group or cgroup never reach the waiter; the waiter never joins the
 task's cgroups), which execs the task (through unshare/setpriv/bash as ``launcher_argv`` would).
-The waiter prints ``pid <pid>`` (the subshell's, hence the task's pid) on the same pipe, waits
-for the task, writes ``$?`` and a newline to ``<runtime dir>/exit_status`` (one short write of a
-fresh file: a reader sees nothing, or the whole status with its newline), and then exits the way
-the task did: with the same code, or killed by the same signal (the shell reports a signal N as
-128+N; the waiter re-raises it with core dumps off), so the agent sees the waiter's end as it
-used to see the task's. The agent counts the task launched once it has read both lines (so a
+The waiter prints ``pid <pid>`` (the subshell's, hence the task's pid) on the same pipe (with
+SIGPIPE ignored, set after the subshell is forked: an agent that died during the launch must not
+take the waiter with it; a restarted agent finds it by its command line), waits for the task,
+writes ``$?`` and a newline to ``<runtime dir>/exit_status`` (one short write of a fresh file: a
+reader sees nothing, or the whole status with its newline), and then exits the way the task did:
+with the same code, or killed by the same signal (the shell reports a signal N as 128+N; the
+waiter re-raises it with core dumps off, unless N is a signal whose default action does not end
+a process, such as STOP or CHLD: 128+N is then the task's own exit code and the waiter exits
+with it; ``checkpoint_records.parse_exit_status`` reads the file the same way), so the agent
+sees the waiter's end as it used to see the task's. The task's chain starts with ``env
+--default-signal=INT,QUIT`` where env(1) has it (``default_signals_prefix``): the subshell, a
+background job of a shell without job control, starts with SIGINT and SIGQUIT ignored, and the
+task must not inherit that. The agent counts the task launched once it has read both lines (so a
 kill right after the launch reaches it through its cgroup; without cgroups a kill that finds no
 process group yet, the ``setsid`` exec being under way, signals the pid itself). Cost: a fork of
-``/bin/sh`` and one ``setsid`` exec per launch, all in the children. ``WaitedTask`` is such a
-task while the agent runs; ``AdoptedTask`` one found again after a restart (no longer the agent's
-descendant): its end is learnt from the waiter's exit (a pidfd) and its exit_status file.
+``/bin/sh`` and one ``setsid`` (and one ``env``) exec per launch, all in the children.
+``WaitedTask`` is such a task while the agent runs; ``AdoptedTask`` one found again after a
+restart (no longer the agent's descendant): its end is learnt from the waiter's exit (a pidfd)
+and its exit_status file.
 """
 
 from __future__ import annotations
@@ -33,10 +41,11 @@ import os
 import shlex
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from mensa.agent.checkpoint_records import NON_TERMINATING_SIGNALS
 from mensa.agent.containerizer.base import LaunchError, LaunchSpec
 
 SHELL = "/bin/sh"
@@ -48,10 +57,17 @@ ADOPTED_POLL_SECONDS = 0.5
 # the launcher's steps, each followed by " && ".
 WAITER_SCRIPT = (
     'f=$1; o=$2; shift 2; ({steps}echo ready >&3 && exec "$@" 3>&-) 3>&1 >>"$o" & p=$!; '
-    'echo pid $p; exec >/dev/null; '
+    "trap '' PIPE; echo pid $p; exec >/dev/null; "
     'wait $p; c=$?; echo $c >"$f"; '
-    'if [ $c -gt 128 ] && [ $c -lt 193 ]; then ulimit -c 0; kill -$((c - 128)) $$; fi; exit $c'
+    'if [ $c -gt 128 ] && [ $c -lt 193 ]; then case $((c - 128)) in {keep}) ;; '
+    "*) ulimit -c 0; trap - PIPE; kill -$((c - 128)) $$;; esac; fi; exit $c"
 )
+# A status of 128+N for a signal N in NON_TERMINATING_SIGNALS is an exit code: never re-raised
+# (raising STOP would stop the waiter for good).
+WAITER_SCRIPT = WAITER_SCRIPT.replace("{keep}", "|".join(map(str, sorted(NON_TERMINATING_SIGNALS))))
+# Prefixed to the task's chain (when env(1) supports it): a background job of a shell without
+# job control starts with SIGINT and SIGQUIT ignored; the task gets them back at their default.
+DEFAULT_SIGNALS_ARGS = ("--default-signal=INT,QUIT",)
 UNSHARE_ARGS = ("--pid", "--fork", "--mount-proc", "--kill-child")
 
 
@@ -104,6 +120,7 @@ class WaitedTask:
         self.waiter = waiter
         self.pid: int | None = pid
         self.waiter_pid = waiter.pid
+        self.pid_start = start_time(pid)
 
     @property
     def returncode(self) -> int | None:
@@ -116,14 +133,41 @@ class WaitedTask:
 class AdoptedTask:
     """A task process found again after an agent restart; ``wait`` returns its exit code (or
     minus the signal that killed it) as its waiter recorded it, or None when that is lost (the
-    waiter vanished without recording it, once nothing of the task is left)."""
+    waiter vanished without recording it, once nothing of the task is left).
 
-    def __init__(self, pid: int | None, waiter_pid: int | None, status_path: str) -> None:
+    Without a live waiter, what is left of the task is ``members()`` (its cgroup's pids) when
+    given, else the process group of ``pid``, provided ``pid`` is still the process that was
+    checkpointed (its start time is ``pid_start``; a pid reused by another process is not the
+    task, and Linux never reuses a pid while a process group of that id exists)."""
+
+    def __init__(self, pid: int | None, waiter_pid: int | None, status_path: str,
+                 pid_start: int | None = None,
+                 members: Callable[[], list[int]] | None = None) -> None:
         self.pid = pid
         self.waiter_pid = waiter_pid
         self.status_path = status_path
+        self.pid_start = pid_start
+        self.members = members
         self.returncode: int | None = None
         self.ended = False
+
+    def pid_is_ours(self) -> bool:
+        """False when ``pid`` names no process of the task's any more: None, or reused by
+        another process (a different start time)."""
+        if self.pid is None:
+            return False
+        if self.pid_start is None:
+            return True  # not checkpointed (an older agent): trust the pid
+        started = start_time(self.pid)
+        return started is None or started == self.pid_start
+
+    def task_members(self) -> list[int]:
+        """The task's live processes as far as they can be known (see the class docstring)."""
+        if self.members is not None:
+            return self.members()
+        if self.pid is None or not self.pid_is_ours():
+            return []
+        return group_members(self.pid)
 
     def recorded(self) -> tuple[int | None, int | None] | None:
         """Returns (exit code, signal) from the exit status file, None while it is not there."""
@@ -163,13 +207,71 @@ class AdoptedTask:
                 await _exit_of(self.waiter_pid)
                 continue
             # No waiter, no status: wait for the task itself to go, then give up on its code.
-            if self.pid is not None and group_members(self.pid):
+            if self.task_members():
                 await asyncio.sleep(ADOPTED_POLL_SECONDS)
                 continue
             found = self.recorded()
             if found is None:
                 self.ended = True
                 return None
+
+
+def find_waiter(status_path: str) -> int | None:
+    """Returns the pid of the live waiter recording ``status_path`` (found by its command line,
+    unique per task: ``... mensa-wait <status_path> ...``), None when there is none. For a task
+    whose waiter pid never reached the checkpoint (the agent died during the launch)."""
+    if not status_path:
+        return None
+    needle = f"\0{WAITER_NAME}\0{status_path}\0".encode()
+    for pid, stat in _proc_stats():
+        if stat[0] in ("Z", "X"):
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if needle in cmdline:
+            return pid
+    return None
+
+
+def children_of(pid: int) -> list[int]:
+    """Returns the live children of process ``pid`` (from /proc)."""
+    return [p for p, stat in _proc_stats() if len(stat) > 1 and stat[1] == str(pid)
+            and stat[0] not in ("Z", "X")]
+
+
+def start_time(pid: int) -> int | None:
+    """Returns process ``pid``'s start time (field 22 of /proc/<pid>/stat, in clock ticks since
+    boot), None when there is no such process; with the pid it names one process for good."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    # Field 3 (state) is fields[0], so field 22 is fields[19].
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
+
+
+def _proc_stats() -> list[tuple[int, list[str]]]:
+    """Returns (pid, fields after comm: state, ppid, pgrp, ...) for every process in /proc."""
+    out: list[tuple[int, list[str]]] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        out.append((int(name), stat[stat.rfind(")") + 2 :].split()))
+    return out
 
 
 async def _exit_of(pid: int | None) -> None:
@@ -288,6 +390,22 @@ def launcher_argv(
     steps.append('exec "$@"')
     chain = launcher_chain(argv, executable, unshare, setpriv, bash)
     return [SHELL, "-c", " && ".join(steps), LAUNCHER_NAME, *chain]
+
+
+def default_signals_prefix(env: str | None) -> list[str]:
+    """Returns ``[env, --default-signal=INT,QUIT]`` when ``env`` (its path) accepts that option
+    (coreutils 8.31 and later; probed once by running it), else [] (the task then inherits
+    SIGINT and SIGQUIT ignored, as it did before)."""
+    if env is None:
+        return []
+    try:
+        done = subprocess.run(
+            [env, *DEFAULT_SIGNALS_ARGS, "true"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [env, *DEFAULT_SIGNALS_ARGS] if done.returncode == 0 else []
 
 
 def probe_pid_namespace(unshare: str | None) -> bool:

@@ -15,6 +15,11 @@ Isolation, chosen once at construction (``describe()`` says which, for the agent
     ``pid_namespace=None`` (the agent's ``--pid-namespace auto``) when the host allows it (probed
     once): the task is pid 1 with its own /proc, and everything in it dies with it.
 
+Empty cgroups left by earlier runs are removed at construction, or, with
+``remove_stale=False`` (a checkpointing agent), by ``remove_stale_cgroups(keep)`` once the
+checkpoint is read, sparing the checkpointed tasks' cgroups (an OOM kill while the agent was
+down is read from them).
+
 The task joins its cgroup before it executes, without ``preexec_fn`` (which disables vfork and
 is not thread safe): it is started as ``/bin/sh -c 'echo 0 > <cgroup.procs>... && exec "$@"'
 mensa-launch [unshare ...] [setpriv ...] <argv...>``, so the shell writes itself into each
@@ -39,7 +44,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +59,9 @@ from mensa.agent.containerizer.launcher import (
     AdoptedTask,
     Child,
     WaitedTask,
+    children_of,
+    default_signals_prefix,
+    find_waiter,
     group_members,
     launcher_argv,
     launcher_chain,
@@ -62,6 +70,7 @@ from mensa.agent.containerizer.launcher import (
     probe_pid_namespace,
     read_task_pid,
     signal_group,
+    start_time,
     waiter_argv,
 )
 from mensa.proto import mensa_pb2
@@ -100,6 +109,11 @@ class ProcessHandle:
         """The process recording the task's exit status (None without a waiter)."""
         return getattr(self.process, "waiter_pid", None)
 
+    @property
+    def pid_start(self) -> int | None:
+        """The task process's start time (checkpointed to tell a reused pid apart)."""
+        return getattr(self.process, "pid_start", None)
+
 
 def oom_message(limits: cgroups.Limits) -> str:
     """Returns the status message of a task the OOM killer ended."""
@@ -129,6 +143,7 @@ class ProcessContainerizer:
         cgroup_name: str = "mensa",
         pids_max: int | None = cgroups.DEFAULT_PIDS_MAX,
         pid_namespace: bool | None = False,
+        remove_stale: bool = True,
     ) -> None:
         if isolation not in ("auto", "cgroups", "rlimits"):
             raise ValueError(f"unknown isolation {isolation!r}")
@@ -141,13 +156,17 @@ class ProcessContainerizer:
             self.problems = ["not root: cannot write cgroups"]
         else:
             self.hierarchy, self.problems = cgroups.detect(cgroup_root, cgroup_name)
-            if self.hierarchy is not None:
+            if self.hierarchy is not None and remove_stale:
                 cgroups.remove_stale(self.hierarchy, time.time() - STALE_CGROUP_SECONDS)
         self.cgroup_root = cgroup_root
         self._unshare = shutil.which("unshare")
         self._setpriv = shutil.which("setpriv")
         self._bash = shutil.which("bash")
         self._setsid = shutil.which("setsid")
+        self._default_signals = default_signals_prefix(shutil.which("env"))
+        # Called with the spec and the waiter's pid as soon as a waiter is spawned, before the
+        # task's pid is known (the agent checkpoints it: a restart in between finds the task).
+        self.on_spawned: Callable[[LaunchSpec, int], None] | None = None
         if pid_namespace is None:
             pid_namespace = probe_pid_namespace(self._unshare)
         elif pid_namespace and self._unshare is None:
@@ -168,6 +187,18 @@ class ProcessContainerizer:
                 pid_namespace=self.pid_namespace,
                 bases=[str(b) for b in self.hierarchy.bases.values()],
             )
+
+    def remove_stale_cgroups(self, keep: Collection[str] = ()) -> list[str]:
+        """Removes the empty cgroups left by tasks of earlier runs, except those of the
+        container ids in ``keep`` (checkpointed tasks, whose recovery reads them: an agent that
+        checkpoints constructs this with ``remove_stale=False`` and calls this once it has read
+        its checkpoint). Returns the container ids removed."""
+        if self.hierarchy is None:
+            return []
+        removed = cgroups.remove_stale(self.hierarchy, time.time() - STALE_CGROUP_SECONDS, keep)
+        if removed:
+            log.info("stale_cgroups_removed", container_ids=removed)
+        return removed
 
     @property
     def isolation(self) -> str:
@@ -260,7 +291,8 @@ class ProcessContainerizer:
             assert self._setsid is not None
             argv = waiter_argv(
                 launcher_steps(procs_files, rlimit_as),
-                launcher_chain(spec.argv, spec.executable, unshare, setpriv, self._bash),
+                [*self._default_signals,
+                 *launcher_chain(spec.argv, spec.executable, unshare, setpriv, self._bash)],
                 os.path.join(spec.runtime_dir, EXIT_STATUS_FILE),
                 spec.stdout_path,
                 self._setsid,
@@ -296,6 +328,11 @@ class ProcessContainerizer:
             stdout.close()
             stderr.close()
         process: Child | WaitedTask = Child(popen)
+        if waited and self.on_spawned is not None:
+            try:
+                self.on_spawned(spec, popen.pid)
+            except Exception:  # A checkpoint problem must not orphan the process.
+                log.exception("spawn_callback_failed", container_id=spec.container_id)
         if waited:
             try:
                 process = WaitedTask(process, await read_task_pid(popen))
@@ -315,7 +352,8 @@ class ProcessContainerizer:
         )
         return ProcessHandle(spec.container_id, process, cgroup, setpriv=tuple(setpriv))
 
-    def recover(self, spec: LaunchSpec, pid: int | None, waiter_pid: int | None) -> ProcessHandle:
+    def recover(self, spec: LaunchSpec, pid: int | None, waiter_pid: int | None,
+                pid_start: int | None = None) -> ProcessHandle:
         """Returns a handle for a task an earlier run of the agent launched (``pid`` the task,
         ``waiter_pid`` its waiter, as checkpointed), for ``wait``, ``kill``, ``usage`` and
         ``exec_in``; its end is read from the exit status its waiter records."""
@@ -333,11 +371,41 @@ class ProcessContainerizer:
             setpriv = self._setpriv_args(spec.user)
         except LaunchError:
             setpriv = []
-        process = AdoptedTask(pid, waiter_pid, status_path)
-        log.info("process_recovered", container_id=spec.container_id, pid=pid,
-                 waiter_pid=waiter_pid, waiter_alive=process.waiter_alive(),
-                 cgroup=cgroup is not None)
+        process = AdoptedTask(pid, waiter_pid, status_path, pid_start,
+                              members=cgroup.pids if cgroup is not None else None)
+        searched = pid is None or waiter_pid is None
+        if searched:
+            # The agent died before it checkpointed the whole launch: find the waiter by its
+            # command line, and the task as its child (one subshell, exec'ing into the task).
+            if not process.waiter_alive():
+                process.waiter_pid = find_waiter(status_path)
+            if process.pid is None and process.waiter_alive():
+                assert process.waiter_pid is not None
+                children = children_of(process.waiter_pid)
+                process.pid = children[0] if len(children) == 1 else None
+                if process.pid is not None:
+                    process.pid_start = start_time(process.pid)
+        log.info("process_recovered", container_id=spec.container_id, pid=process.pid,
+                 waiter_pid=process.waiter_pid, waiter_alive=process.waiter_alive(),
+                 cgroup=cgroup is not None, searched=searched)
         return ProcessHandle(spec.container_id, process, cgroup, setpriv=tuple(setpriv))
+
+    async def abandon(self, handle: ContainerHandle) -> None:
+        """Kills whatever is left of a recovered task that cannot be adopted (no task pid and
+        no waiter: its end could never be learnt): its waiter's process group and everything
+        in its cgroup; removes the cgroup."""
+        h = _own(handle)
+        h.killed_by_us = True
+        process = h.process
+        if isinstance(process, AdoptedTask) and process.waiter_alive():
+            assert process.waiter_pid is not None
+            signal_group(process.waiter_pid, signal.SIGKILL)
+        if h.cgroup is not None:
+            left = h.cgroup.pids()
+            if left:
+                log.warning("unadoptable_task_killed", container_id=h.container_id, pids=left)
+            h.cgroup.signal_all(signal.SIGKILL)
+            await _remove_cgroup(h)
 
     def _setpriv_args(self, user: str | None) -> list[str]:
         if not user or os.geteuid() != 0:
@@ -447,6 +515,8 @@ def _check_executable(spec: LaunchSpec) -> None:
 def _members(h: ProcessHandle) -> list[int]:
     if h.cgroup is not None:
         return h.cgroup.pids()
+    if isinstance(h.process, AdoptedTask):
+        return h.process.task_members()
     if h.process.pid is None:
         return []
     members = group_members(h.process.pid)
@@ -473,6 +543,8 @@ def _signal(h: ProcessHandle, sig: signal.Signals) -> None:
     namespace's init, killed first, unshare 2.38 would exit 1 instead of re-raising SIGKILL)
     and takes the namespace with it (``--kill-child``)."""
     pid = h.process.pid
+    if isinstance(h.process, AdoptedTask) and not h.process.pid_is_ours():
+        pid = None  # The pid is another process's now: only the cgroup is signalled.
     ended = h.process.returncode is not None or getattr(h.process, "ended", False)
     if sig == signal.SIGKILL and not ended and pid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

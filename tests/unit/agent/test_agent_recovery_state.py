@@ -236,7 +236,8 @@ def test_a_kill_under_way_is_finished_after_recovery() -> None:
     killing = status("t1", mensa_pb2.TASK_KILLING, b"u3")
     commands = state.handle(Recovered(RecoveredAgent(AGENT, [RecoveredTask(
         checkpoint_of("t1", container_id="c1", pid=42), [], killing)])), 0.0)
-    assert [type(c).__name__ for c in commands] == ["RecoverContainer", "KillContainer"]
+    assert [type(c).__name__ for c in commands] == [
+        "RecoverContainer", "CheckpointKill", "KillContainer"]
 
 
 def test_update_log_replay_keeps_unacknowledged_updates_in_order_and_ignores_a_torn_end() -> None:
@@ -296,3 +297,77 @@ def test_not_leader_with_a_leader_asks_to_switch_without_it_just_unregisters() -
     bare = internal_pb2.Error(code=internal_pb2.Error.NOT_LEADER, message="in doubt")
     assert master(state, 3.0, error=bare) == []
     assert not state.registered
+
+
+def test_one_task_failing_to_recover_fails_it_and_the_others_are_still_recovered() -> None:
+    state = new_state()
+    running = [status(t, mensa_pb2.TASK_RUNNING, b"u" + t.encode()) for t in ("t1", "t2")]
+    real_launch_spec = state._launch_spec
+
+    def broken_for_t1(record, agent_id, container_id=None):  # type: ignore[no-untyped-def]
+        if record.task_id == "t1":
+            raise RuntimeError("a bug")
+        return real_launch_spec(record, agent_id, container_id)
+
+    state._launch_spec = broken_for_t1  # type: ignore[method-assign]
+    commands = state.handle(Recovered(RecoveredAgent(AGENT, [
+        RecoveredTask(checkpoint_of(t, container_id="c" + t, pid=42), [], r)
+        for t, r in zip(("t1", "t2"), running, strict=True)])), 0.0)
+    assert [c.task_id for c in commands if isinstance(c, RecoverContainer)] == ["t2"]
+    failed = state.tasks[(FW, "t1")]
+    assert failed.state == mensa_pb2.TASK_FAILED and not failed.container_running
+    assert failed.latest_status is not None
+    assert failed.latest_status.reason == mensa_pb2.TaskStatus.REASON_AGENT_RESTARTED
+    assert "a bug" in failed.latest_status.message
+    sent = updates(register(state, 0.1))
+    assert [(u.status.task_id.value, u.status.state) for u in sent] == [
+        ("t1", mensa_pb2.TASK_FAILED)]
+    assert RemoveCheckpoint(FW, "t1") in ack(state, 0.2, sent[0])
+
+
+def test_not_leader_answers_never_push_the_next_registration_past_about_a_second() -> None:
+    state = new_state(registration_backoff=0.5, registration_backoff_max=5.0)
+    state.handle(LeaderChanged(leader("tcp://10.0.0.1:5050"), jitter=0.3), 0.0)
+    bare = internal_pb2.Error(code=internal_pb2.Error.NOT_LEADER, message="taking over")
+    sent: list[float] = []
+    for step in range(101):  # ten seconds of ticks; every attempt is answered NOT_LEADER
+        now = step / 10
+        if registrations(state.handle(Tick(), now)):
+            sent.append(now)
+            master(state, now, error=bare)
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(sent)]
+    assert len(sent) >= 9 and max(gaps) <= 0.5 * 1.3 + 0.1, gaps
+
+
+def test_a_kill_is_checkpointed_before_it_is_carried_out() -> None:
+    from mensa.agent.events import CheckpointKill
+
+    state = new_state()
+    register(state)
+    run_task(state, 1.0)
+    kill = internal_pb2.KillTask()
+    kill.framework_id.value, kill.task_id.value = FW, "t1"
+    kill.kill_policy.grace_period.nanoseconds = 7 * 10**9
+    commands = list(state.handle(MasterMessage(internal_pb2.Envelope(kill_task=kill)), 2.0, 1000.0))
+    kinds = [type(c).__name__ for c in commands]
+    assert CheckpointKill(FW, "t1", 7.0, 1000.0) in commands
+    assert kinds.index("CheckpointKill") < kinds.index("KillContainer")
+
+
+def test_a_recorded_kill_is_resumed_with_what_is_left_of_its_grace() -> None:
+    state = new_state()
+    running = status("t1", mensa_pb2.TASK_RUNNING, b"u1")  # not KILLING: no capability
+    commands = state.handle(Recovered(RecoveredAgent(AGENT, [RecoveredTask(
+        checkpoint_of("t1", container_id="c1", pid=42), [], running,
+        kill=(10.0, 1000.0))])), 0.0, 1004.0)
+    kills = [c for c in commands if isinstance(c, KillContainer)]
+    assert kills == [KillContainer(FW, "t1", 6.0)]
+
+
+def test_the_kill_record_round_trips_through_the_log() -> None:
+    from mensa.agent.checkpoint_records import kill_record, last_kill
+
+    log = update_record(status("t1", mensa_pb2.TASK_RUNNING, b"a")) + kill_record(3.0, 50.0)
+    assert last_kill(log) == (3.0, 50.0) and last_kill(log[:-2]) is None
+    pending, _latest, torn = replay_updates(log)
+    assert [s.uuid for s in pending] == [b"a"] and not torn
