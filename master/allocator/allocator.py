@@ -63,9 +63,11 @@ class Allocation:
 
 @dataclass(slots=True)
 class _Pass:
-    """Quota bookkeeping for one pass: unreserved free scalars cluster-wide (thousandths)."""
+    """Quota bookkeeping for one pass: unreserved free scalars cluster-wide, and reserved free
+    scalars per role (thousandths)."""
 
     available: dict[str, int] = field(default_factory=dict)
+    free_reserved: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Allocator(Books):
@@ -254,7 +256,7 @@ class Allocator(Books):
         if not self._tree.sorted_roles():
             return out
         ctx = self._start_pass() if self._quotas else None
-        if ctx is not None and any(self._unmet(q) for q in self._quotas):
+        if ctx is not None and any(self._unmet(q, ctx) for q in self._quotas):
             for agent_id in order:
                 self._allocate_agent(agent_id, now, out, ctx, guarantees=True)
             out = _merge(out)
@@ -309,6 +311,10 @@ class Allocator(Books):
             if ctx is not None:
                 for name, milli in offerable.unreserved().quantities().items():
                     ctx.available[name] = ctx.available.get(name, 0) - milli
+                for reserved_role in offerable.roles() - {UNRESERVED}:
+                    held = ctx.free_reserved.setdefault(reserved_role, {})
+                    for name, milli in offerable.filter_roles((reserved_role,)).quantities().items():
+                        held[name] = held.get(name, 0) - milli
 
     def _offerable(self, agent: _Agent, role: str) -> Resources:
         """Returns the part of the agent's free resources ``role`` may be offered."""
@@ -328,7 +334,7 @@ class Allocator(Books):
         caps: dict[str, int] = {}
         own: dict[str, int] = {}
         for r in chain:
-            for name, milli in self._unmet(r).items():
+            for name, milli in self._unmet(r, ctx).items():
                 own[name] = max(own.get(name, 0), milli)
         if guarantees:
             if not own:
@@ -336,13 +342,17 @@ class Allocator(Books):
             for r in chain:
                 for name in self._quotas[r].guarantee.quantities():
                     caps[name] = own.get(name, 0)
+        # Reservations already count as consumed (Mesos 1.9+): offering them takes nothing from
+        # a limit's room, so only the unreserved part of an offer is held to it.
+        reserved_here = offerable.reserved().quantities()
         for r in chain:
-            left = room(self._quotas[r], self._tree.consumed(r))
+            left = room(self._quotas[r], self._consumed(r, ctx))
             for name, milli in (left or {}).items():
-                caps[name] = min(caps.get(name, milli), milli)
+                cap = milli + reserved_here.get(name, 0)
+                caps[name] = min(caps.get(name, cap), cap)
         required: dict[str, int] = {}
         for r in self._quotas:
-            for name, milli in self._unmet(r).items():
+            for name, milli in self._unmet(r, ctx).items():
                 required[name] = required.get(name, 0) + milli
         if required:
             reserved = offerable.reserved().quantities()
@@ -352,14 +362,36 @@ class Allocator(Books):
                 caps[name] = min(caps.get(name, cap), cap)
         return caps
 
-    def _unmet(self, role: str) -> dict[str, int]:
-        return unmet(self._quotas[role], self._tree.consumed(role))
+    def _consumed(self, role: str, ctx: _Pass | None) -> dict[str, int]:
+        """What counts against ``role``'s quota (thousandths): what it and its sub-roles hold,
+        plus, as in Mesos 1.9+, their reservations that are not allocated (with ``ctx``)."""
+        consumed = self._tree.consumed(role)
+        if ctx is None or not ctx.free_reserved:
+            return consumed
+        total = dict(consumed)
+        prefix = role + "/"
+        for reserved_role, held in ctx.free_reserved.items():
+            if reserved_role == role or reserved_role.startswith(prefix):
+                for name, milli in held.items():
+                    total[name] = total.get(name, 0) + milli
+        return total
+
+    def _unmet(self, role: str, ctx: _Pass | None = None) -> dict[str, int]:
+        return unmet(self._quotas[role], self._consumed(role, ctx))
 
     def _start_pass(self) -> _Pass:
         ctx = _Pass()
         for agent in self._agents.values():
-            for name, milli in agent.free.unreserved().quantities().items():
+            free = agent.free
+            for name, milli in free.unreserved().quantities().items():
                 ctx.available[name] = ctx.available.get(name, 0) + milli
+            for reserved_role in agent.reserved_roles:
+                part = free.filter_roles((reserved_role,))
+                if part.is_empty():
+                    continue
+                held = ctx.free_reserved.setdefault(reserved_role, {})
+                for name, milli in part.quantities().items():
+                    held[name] = held.get(name, 0) + milli
         return ctx
 
     def _pick(self, role: str, agent_id: str, offerable: Resources, now: float) -> str | None:

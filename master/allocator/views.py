@@ -163,7 +163,7 @@ def _held_back(alloc: Allocator, role: str) -> str:
     for q_role in alloc._quotas:
         if is_subrole(role, q_role) or q_role == UNRESERVED:
             continue
-        for name, milli in alloc._unmet(q_role).items():
+        for name, milli in alloc._unmet(q_role, alloc._start_pass()).items():
             required[name] = required.get(name, 0) + milli
     names = sorted(n for n, need in required.items() if available.get(n, 0) <= need)
     return ", ".join(f"{n} {required[n] / MILLI:g} owed" for n in names)

@@ -32,9 +32,16 @@ def totals(draw: st.DrawFn) -> Resources:
     return R(";".join(parts))
 
 
-def consumed(alloc: Allocator, role: str) -> float:
-    """cpus held by ``role`` and its sub-roles, from the public summaries."""
-    return next((s.allocated.scalar("cpus") for s in alloc.roles_summary() if s.role == role), 0.0)
+def consumed(alloc: Allocator, role: str, agents: list[str]) -> float:
+    """cpus counted against ``role``'s quota, as Mesos 1.9+ counts them: what it and its
+    sub-roles hold, plus the free cpus reserved for them."""
+    held = next((s.allocated.scalar("cpus") for s in alloc.roles_summary() if s.role == role), 0.0)
+    for agent_id in agents:
+        free = alloc.free(agent_id)
+        for reserved_role in free.roles() - {"*"}:
+            if is_subrole(reserved_role, role):
+                held += free.filter_roles([reserved_role]).scalar("cpus")
+    return held
 
 
 class RolesMachine(RuleBasedStateMachine):
@@ -106,7 +113,7 @@ class RolesMachine(RuleBasedStateMachine):
         agents = [f"a{i}" for i in range(4) if self.alloc.has_agent(f"a{i}")]
         free = {a: self.alloc.free(a) for a in agents}
         limits = {role: q.limit for role, q in self.alloc.quotas().items() if q.limit is not None}
-        before = {role: consumed(self.alloc, role) for role in limits}
+        before = {role: consumed(self.alloc, role, agents) for role in limits}
         offers = self.alloc.allocate(self.now)
         for o in offers:
             # Never offered twice, never more than is free.
@@ -117,7 +124,7 @@ class RolesMachine(RuleBasedStateMachine):
             for reserved_for in o.resources.roles() - {"*"}:
                 assert is_subrole(o.role, reserved_for), (o.role, reserved_for)
         for role, limit in limits.items():
-            assert consumed(self.alloc, role) <= max(limit.scalar("cpus"), before[role]) + 1e-9
+            assert consumed(self.alloc, role, agents) <= max(limit.scalar("cpus"), before[role]) + 1e-9
         if decline:
             for o in offers:
                 self.alloc.recover(o.agent_id, o.framework_id, o.resources, refuse, self.now)

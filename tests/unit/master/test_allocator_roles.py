@@ -326,3 +326,26 @@ def test_explain_and_summaries() -> None:
     alloc.set_weight("idle", 2.0)
     roles = [s.role for s in alloc.roles_summary()]
     assert roles == ["eng", "idle"]
+
+
+def test_reservations_count_toward_quota_like_mesos() -> None:
+    # Consumption = allocated + unallocated reservations (Mesos 1.9+).
+    alloc = Allocator(rng=random.Random(3))
+    alloc.add_agent("a1", Resources.parse("cpus:4;mem:4096;cpus(ml):2"))
+    alloc.set_quota("ml", Resources.parse("cpus:2"), Resources.parse("cpus:3"))
+    alloc.add_framework("f-ml", ["ml"])
+    [offer] = alloc.allocate(now=0.0)
+    # Its 2 reserved cpus already meet the guarantee and count toward the limit: at most one
+    # unreserved cpu joins them.
+    assert offer.resources.filter_roles(["ml"]).scalar("cpus") == 2
+    assert offer.resources.unreserved().scalar("cpus") == 1
+
+
+def test_unallocated_reservations_meet_a_guarantee_without_unreserved_resources() -> None:
+    alloc = Allocator(rng=random.Random(3))
+    alloc.add_agent("a1", Resources.parse("cpus:4;mem:4096;cpus(ml):2;mem(ml):512"))
+    alloc.set_quota("ml", Resources.parse("cpus:2"))
+    alloc.add_framework("f-other", ["*"])
+    [offer] = alloc.allocate(now=0.0)
+    # ml's guarantee is met by its reservations, so nothing unreserved is held back for it.
+    assert offer.framework_id == "f-other" and offer.resources.scalar("cpus") == 4
