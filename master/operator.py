@@ -68,7 +68,7 @@ def apply_reservations(total: Resources, reserved: Resources) -> tuple[Resources
 
 
 def set_quota(state: MasterState, role: str, guarantee: Resources, limit: Resources | None,
-              *, force: bool = False) -> None:
+              *, force: bool = False, zero_limits: Iterable[str] = ()) -> None:
     """Sets a role's quota; raises OperatorError when the role or the resources are invalid, or
     (unless ``force``, as in Mesos) when the guarantee is more than the cluster has."""
     _check_role(role)
@@ -90,7 +90,7 @@ def set_quota(state: MasterState, role: str, guarantee: Resources, limit: Resour
                 f"quota guarantee {guarantee} is more than the cluster has ({cluster.scalar_totals()} "
                 f"of {', '.join(sorted(over))}); set force to allow it")
     try:
-        state.allocator.set_quota(role, guarantee, limit)
+        state.allocator.set_quota(role, guarantee, limit, zero_limits)
     except ValueError as exc:
         raise OperatorError(str(exc)) from None
     state.registry_dirty = True
@@ -189,6 +189,24 @@ def _sync_total(state: MasterState, agent_id: str) -> None:
         agent.total = state.allocator.total(agent_id)
     state.registry_dirty = True
     state.allocation_pending = True
+
+
+def zero_names(value: object) -> set[str]:
+    """The resource names given as 0 in Mesos JSON or text (``Resources`` drops zeros)."""
+    if isinstance(value, str):
+        names = set()
+        for part in value.split(";"):
+            name, sep, amount = part.partition(":")
+            try:
+                if sep and float(amount) == 0:
+                    names.add(name.strip())
+            except ValueError:
+                continue
+        return names
+    if isinstance(value, list):
+        return {item["name"] for item in value if isinstance(item, dict) and "name" in item
+                and isinstance(item.get("scalar"), dict) and item["scalar"].get("value") == 0}
+    return set()
 
 
 def parse_resources(value: object, what: str) -> Resources:

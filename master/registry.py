@@ -60,7 +60,8 @@ def snapshot(state: MasterState, revision: int = 0) -> internal_pb2.Registry:
     for role, weight in sorted(state.allocator.weights().items()):
         registry.weights.add(role=role, weight=weight)
     for role, quota in sorted(state.allocator.quotas().items()):
-        saved_quota = registry.quotas.add(role=role, has_limit=quota.limit is not None)
+        saved_quota = registry.quotas.add(role=role, has_limit=quota.limit is not None,
+                                          zero_limits=sorted(quota.zero_limits))
         saved_quota.guarantee.extend(quota.guarantee.to_proto())
         if quota.limit is not None:
             saved_quota.limit.extend(quota.limit.to_proto())
@@ -114,7 +115,8 @@ def restore(state: MasterState, registry: internal_pb2.Registry, now: float) -> 
     for quota in registry.quotas:
         try:
             state.allocator.set_quota(quota.role, Resources.from_proto(quota.guarantee),
-                                      Resources.from_proto(quota.limit) if quota.has_limit else None)
+                                      Resources.from_proto(quota.limit) if quota.has_limit else None,
+                                      list(quota.zero_limits))
         except ValueError as exc:
             log.error("registry_quota_skipped", role=quota.role, error=str(exc))
     for saved_reservations in registry.reservations:

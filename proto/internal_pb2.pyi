@@ -242,16 +242,18 @@ class Registry(_message.Message):
         weight: float
         def __init__(self, role: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
     class Quota(_message.Message):
-        __slots__ = ("role", "guarantee", "limit", "has_limit")
+        __slots__ = ("role", "guarantee", "limit", "has_limit", "zero_limits")
         ROLE_FIELD_NUMBER: _ClassVar[int]
         GUARANTEE_FIELD_NUMBER: _ClassVar[int]
         LIMIT_FIELD_NUMBER: _ClassVar[int]
         HAS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+        ZERO_LIMITS_FIELD_NUMBER: _ClassVar[int]
         role: str
         guarantee: _containers.RepeatedCompositeFieldContainer[_mensa_pb2.Resource]
         limit: _containers.RepeatedCompositeFieldContainer[_mensa_pb2.Resource]
         has_limit: bool
-        def __init__(self, role: _Optional[str] = ..., guarantee: _Optional[_Iterable[_Union[_mensa_pb2.Resource, _Mapping]]] = ..., limit: _Optional[_Iterable[_Union[_mensa_pb2.Resource, _Mapping]]] = ..., has_limit: _Optional[bool] = ...) -> None: ...
+        zero_limits: _containers.RepeatedScalarFieldContainer[str]
+        def __init__(self, role: _Optional[str] = ..., guarantee: _Optional[_Iterable[_Union[_mensa_pb2.Resource, _Mapping]]] = ..., limit: _Optional[_Iterable[_Union[_mensa_pb2.Resource, _Mapping]]] = ..., has_limit: _Optional[bool] = ..., zero_limits: _Optional[_Iterable[str]] = ...) -> None: ...
     class Reservations(_message.Message):
         __slots__ = ("agent_id", "resources")
         AGENT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -127,9 +127,11 @@ class Allocator(Books):
         """Returns a role's weight (1.0 unless set)."""
         return self._weights.get(role, 1.0)
 
-    def set_quota(self, role: str, guarantee: Resources, limit: Resources | None = None) -> None:
-        """Sets a role's quota (replacing any). A guarantee above the cluster is allowed, logged."""
-        quota = check_quota(role, guarantee, limit)
+    def set_quota(self, role: str, guarantee: Resources, limit: Resources | None = None,
+                  zero_limits: Iterable[str] = ()) -> None:
+        """Sets a role's quota (replacing any); ``zero_limits`` names resources limited to 0.
+        A guarantee above the cluster is allowed, logged."""
+        quota = check_quota(role, guarantee, limit, frozenset(zero_limits))
         cluster = self._cluster_quantities()
         over = sorted(n for n, v in guarantee.quantities().items() if v > cluster.get(n, 0))
         if over:

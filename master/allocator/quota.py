@@ -28,16 +28,20 @@ class Quota:
 
     guarantee: Resources
     limit: Resources | None = None
+    # Names limited to zero (``Resources`` holds no zero amounts): the role gets none of them.
+    zero_limits: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, object]:
         """Returns ``{"guarantee": {...}, "limit": {...} | None}`` (scalars only)."""
-        return {
-            "guarantee": self.guarantee.scalar_totals(),
-            "limit": None if self.limit is None else self.limit.scalar_totals(),
-        }
+        limit = None
+        if self.limit is not None or self.zero_limits:
+            limit = {**dict.fromkeys(sorted(self.zero_limits), 0.0),
+                     **(self.limit.scalar_totals() if self.limit is not None else {})}
+        return {"guarantee": self.guarantee.scalar_totals(), "limit": limit}
 
 
-def check_quota(role: str, guarantee: Resources, limit: Resources | None) -> Quota:
+def check_quota(role: str, guarantee: Resources, limit: Resources | None,
+                zero_limits: frozenset[str] = frozenset()) -> Quota:
     """Returns the Quota when valid; else raises ValueError saying what is wrong.
 
     Valid: a valid role other than ``*``; guarantee and limit unreserved scalars; the limit at
@@ -53,6 +57,9 @@ def check_quota(role: str, guarantee: Resources, limit: Resources | None) -> Quo
             raise ValueError(f"quota {what} for {role!r} must be scalars only, got {resources}")
         if not resources.roles() <= {UNRESERVED}:
             raise ValueError(f"quota {what} for {role!r} must be unreserved, got {resources}")
+    owed = sorted(n for n in zero_limits if guarantee.quantities().get(n, 0) > 0)
+    if owed:
+        raise ValueError(f"quota for {role!r}: a limit of 0 is below the guarantee for {', '.join(owed)}")
     if limit is not None:
         floor = guarantee.quantities()
         cap = limit.quantities()
@@ -61,7 +68,7 @@ def check_quota(role: str, guarantee: Resources, limit: Resources | None) -> Quo
             raise ValueError(
                 f"quota for {role!r}: limit {limit} is below the guarantee {guarantee} for "
                 + ", ".join(below))
-    return Quota(guarantee, limit)
+    return Quota(guarantee, limit, frozenset(zero_limits))
 
 
 def unmet(quota: Quota, consumed: Mapping[str, int]) -> dict[str, int]:
@@ -76,10 +83,13 @@ def unmet(quota: Quota, consumed: Mapping[str, int]) -> dict[str, int]:
 
 def room(quota: Quota, consumed: Mapping[str, int]) -> dict[str, int] | None:
     """Returns how much more the limit allows, per limited name in thousandths (None: no limit)."""
-    if quota.limit is None:
+    if quota.limit is None and not quota.zero_limits:
         return None
-    return {name: max(0, milli - consumed.get(name, 0))
-            for name, milli in quota.limit.quantities().items()}
+    out = dict.fromkeys(quota.zero_limits, 0)
+    if quota.limit is not None:
+        out.update({name: max(0, milli - consumed.get(name, 0))
+                    for name, milli in quota.limit.quantities().items()})
+    return out
 
 
 def clip(offer: Resources, caps: Mapping[str, int]) -> Resources:

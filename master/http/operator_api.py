@@ -32,6 +32,7 @@ from mensa.master.operator import (
     set_quota,
     set_weights,
     unreserve,
+    zero_names,
 )
 from mensa.master.state import MasterState, Send
 from mensa.proto.resources import Resources
@@ -79,8 +80,10 @@ class QuotaHandler(_Operator):
             if role and name != role:
                 continue
             entry: dict[str, Any] = {"role": name, "guarantee": _resources_json(quota.guarantee)}
-            if quota.limit is not None:
-                entry["limit"] = _resources_json(quota.limit)
+            if quota.limit is not None or quota.zero_limits:
+                entry["limit"] = [{"name": n, "type": "SCALAR", "scalar": {"value": 0.0}}
+                                  for n in sorted(quota.zero_limits)]
+                entry["limit"] += _resources_json(quota.limit) if quota.limit is not None else []
             infos.append(entry)
         self.write_json({"infos": infos})
 
@@ -94,6 +97,7 @@ class QuotaHandler(_Operator):
                 raise OperatorError("role is missing")
             guarantee = parse_resources(body.get("guarantee", []), "guarantee")
             limit = parse_resources(body["limit"], "limit") if body.get("limit") is not None else None
+            zeros = zero_names(body.get("limit"))
         except OperatorError as exc:
             self.fail(400, str(exc))
             return
@@ -101,7 +105,7 @@ class QuotaHandler(_Operator):
         force = body.get("force") is True
 
         def operation(state: MasterState, now: float) -> list[Send]:
-            set_quota(state, name, guarantee, limit, force=force)
+            set_quota(state, name, guarantee, limit, force=force, zero_limits=zeros)
             return []
 
         await self.run(operation)

@@ -154,8 +154,7 @@ def roles_json(state: MasterState) -> list[dict[str, Any]]:
             "frameworks": list(role.frameworks),
         }
         if role.quota is not None:
-            entry["quota"] = {"guarantee": role.quota.guarantee.to_json(),
-                              "limit": role.quota.limit.to_json() if role.quota.limit is not None else None}
+            entry["quota"] = role.quota.to_json()
         out.append(entry)
     return out
 

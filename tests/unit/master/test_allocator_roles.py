@@ -349,3 +349,15 @@ def test_unallocated_reservations_meet_a_guarantee_without_unreserved_resources(
     [offer] = alloc.allocate(now=0.0)
     # ml's guarantee is met by its reservations, so nothing unreserved is held back for it.
     assert offer.framework_id == "f-other" and offer.resources.scalar("cpus") == 4
+
+
+def test_a_limit_of_zero_keeps_a_resource_from_a_role() -> None:
+    alloc = Allocator(rng=random.Random(3))
+    alloc.add_agent("a1", Resources.parse("cpus:4;mem:4096;gpus:2"))
+    alloc.set_quota("ml", Resources.empty(), None, zero_limits=["gpus"])
+    alloc.add_framework("f-ml", ["ml"])
+    [offer] = alloc.allocate(now=0.0)
+    assert offer.resources.scalar("gpus") == 0 and offer.resources.scalar("cpus") == 4
+    assert alloc.quotas()["ml"].to_json() == {"guarantee": {}, "limit": {"gpus": 0.0}}
+    with pytest.raises(ValueError, match="limit of 0"):
+        alloc.set_quota("ml", Resources.parse("gpus:1"), None, zero_limits=["gpus"])

@@ -213,3 +213,17 @@ def test_offers_show_dynamic_reservations_as_dynamic(h: Harness) -> None:
     kinds = {(r.name, r.reservations[-1].type) for r in offer.resources if len(r.reservations)}
     Info = mensa_pb2.Resource.ReservationInfo
     assert kinds == {("cpus", Info.STATIC), ("mem", Info.DYNAMIC)}
+
+
+def test_a_zero_limit_from_json_or_text_is_kept_and_persisted(h: Harness) -> None:
+    h.register_agent(A1, resources="cpus:4;mem:4096;gpus:1")
+    for limit in ('cpus:2;gpus:0', [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 2}},
+                                   {"name": "gpus", "type": "SCALAR", "scalar": {"value": 0}}]):
+        operator.set_quota(h.state, "ml", Resources.empty(), operator.parse_resources(limit, "limit"),
+                           zero_limits=operator.zero_names(limit))
+        assert h.state.allocator.quotas()["ml"].zero_limits == {"gpus"}
+    saved = registry.decode(registry.encode(registry.snapshot(h.state)))
+    new = MasterState(MasterConfig(master_info=mensa_pb2.MasterInfo(id="M2")),
+                      allocator=Allocator(rng=random.Random(1)))
+    registry.restore(new, saved, h.now)
+    assert new.allocator.quotas()["ml"].to_json()["limit"] == {"cpus": 2.0, "gpus": 0.0}
