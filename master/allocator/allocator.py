@@ -132,6 +132,7 @@ class Allocator(Books):
         """Sets a role's quota (replacing any); ``zero_limits`` names resources limited to 0.
         A guarantee above the cluster is allowed, logged."""
         quota = check_quota(role, guarantee, limit, frozenset(zero_limits))
+        self._check_nesting(role, quota)
         cluster = self._cluster_quantities()
         over = sorted(n for n, v in guarantee.quantities().items() if v > cluster.get(n, 0))
         if over:
@@ -140,6 +141,33 @@ class Allocator(Books):
         self._epoch += 1
         log.info("quota_set", role=role, guarantee=str(guarantee),
                  limit=None if limit is None else str(limit))
+
+    def _check_nesting(self, role: str, quota: Quota) -> None:
+        """Raises ValueError unless quota nests as in Mesos: the guarantees of a role's nearest
+        quota'd descendants add up to no more than its own guarantee, and no limit is above the
+        nearest quota'd ancestor's limit."""
+        quotas = {**self._quotas, role: quota}
+        parent = next((r for r in lineage(role)[1:] if r in quotas), None)
+        for owner in ([parent] if parent is not None else []) + [role]:
+            children = [r for r in quotas if r != owner and r.startswith(owner + "/")
+                        and next(a for a in lineage(r)[1:] if a in quotas) == owner]
+            total: dict[str, int] = {}
+            for child in children:
+                for name, milli in quotas[child].guarantee.quantities().items():
+                    total[name] = total.get(name, 0) + milli
+            have = quotas[owner].guarantee.quantities()
+            over = sorted(n for n, v in total.items() if v > have.get(n, 0))
+            if over:
+                raise ValueError(f"quota for {role!r}: the guarantees below {owner!r} add up to more "
+                                 f"than its own guarantee for {', '.join(over)}")
+        if parent is not None:
+            mine, theirs = room(quota, {}), room(quotas[parent], {})
+            if theirs is not None:
+                above = sorted(n for n, v in (mine or {}).items() if n in theirs and v > theirs[n])
+                above += sorted(n for n in theirs if mine is None or n not in mine)
+                if above:
+                    raise ValueError(f"quota for {role!r}: its limit must not exceed {parent!r}'s "
+                                     f"for {', '.join(sorted(set(above)))}")
 
     def remove_quota(self, role: str) -> None:
         """Removes a role's quota; ValueError when it has none."""
@@ -354,6 +382,8 @@ class Allocator(Books):
                 caps[name] = min(caps.get(name, cap), cap)
         required: dict[str, int] = {}
         for r in self._quotas:
+            if any(a in self._quotas for a in lineage(r)[1:]):
+                continue  # a parent's guarantee covers its children's (checked when set)
             for name, milli in self._unmet(r, ctx).items():
                 required[name] = required.get(name, 0) + milli
         if required:

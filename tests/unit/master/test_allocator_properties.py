@@ -86,7 +86,11 @@ class RolesMachine(RuleBasedStateMachine):
     def set_quota(self, role: str, guarantee: int, extra: int | None) -> None:
         # A zero limit cannot be written as Resources (zeros drop out): limits start at 1.
         limit = None if extra is None else Resources.scalars(cpus=max(1, guarantee + extra))
-        self.alloc.set_quota(role, Resources.scalars(cpus=guarantee), limit)
+        before = self.alloc.quotas()
+        try:
+            self.alloc.set_quota(role, Resources.scalars(cpus=guarantee), limit)
+        except ValueError:  # quota that does not nest: refused, nothing changed
+            assert self.alloc.quotas() == before
 
     @rule(role=st.sampled_from(ROLES[1:]), weight=st.sampled_from([0.5, 1.0, 3.0]))
     def set_weight(self, role: str, weight: float) -> None:

@@ -361,3 +361,22 @@ def test_a_limit_of_zero_keeps_a_resource_from_a_role() -> None:
     assert alloc.quotas()["ml"].to_json() == {"guarantee": {}, "limit": {"gpus": 0.0}}
     with pytest.raises(ValueError, match="limit of 0"):
         alloc.set_quota("ml", Resources.parse("gpus:1"), None, zero_limits=["gpus"])
+
+
+def test_quota_must_nest_like_mesos() -> None:
+    alloc = Allocator(rng=random.Random(3))
+    alloc.add_agent("a1", Resources.parse("cpus:8;mem:8192"))
+    alloc.set_quota("eng", Resources.parse("cpus:4"), Resources.parse("cpus:6"))
+    alloc.set_quota("eng/ml", Resources.parse("cpus:3"), Resources.parse("cpus:5"))
+    with pytest.raises(ValueError, match="add up to more"):
+        alloc.set_quota("eng/web", Resources.parse("cpus:2"))  # 3 + 2 > 4
+    with pytest.raises(ValueError, match="must not exceed"):
+        alloc.set_quota("eng/web", Resources.parse("cpus:1"), Resources.parse("cpus:7"))
+    with pytest.raises(ValueError, match="add up to more"):
+        alloc.set_quota("eng", Resources.parse("cpus:2"), Resources.parse("cpus:6"))  # below eng/ml's 3
+    alloc.set_quota("eng/web", Resources.parse("cpus:1"), Resources.parse("cpus:2"))
+    assert set(alloc.quotas()) == {"eng", "eng/ml", "eng/web"}
+    # The headroom held back is eng's unmet guarantee (4), not 4 + 3 + 1.
+    alloc.add_framework("f-other", ["*"])
+    [offer] = alloc.allocate(now=0.0)
+    assert offer.framework_id == "f-other" and offer.resources.scalar("cpus") == 4
