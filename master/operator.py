@@ -4,13 +4,14 @@ Quota and weights go to the allocator and the registry. Dynamic reservations (a 
 operation, or the operator's ``/reserve``) turn unreserved resources on an agent into resources
 reserved for a role; the master keeps them per agent (``MasterState.reservations``, persisted in
 the registry) and applies them to the agent's total whenever it registers, so they survive agent
-restarts and master failovers. Every function validates first and changes nothing on error: it
-returns an error message (or raises ``OperatorError``) for the caller to send back.
+restarts and master failovers. Every function validates first and changes nothing on error:
+it raises ``OperatorError`` (``ResourcesUnavailable`` when the resources are not there) with
+the reason for the caller.
 
 Usage::
 
-    error = set_quota(state, "ml", Resources.parse("cpus:4;mem:8192"), None)
-    sends, error = reserve(state, agent_id, Resources.parse("cpus(ml):2"), now)
+    set_quota(state, "ml", Resources.parse("cpus:4;mem:8192"), None)
+    sends = reserve(state, agent_id, Resources.parse("cpus(ml):2"), now)  # rescinds, if any
 """
 
 from __future__ import annotations
@@ -38,13 +39,7 @@ class ResourcesUnavailable(OperatorError):
 
 def with_role(resources: Resources, role: str) -> Resources:
     """Returns ``resources`` with every part reserved for ``role`` (``"*"``: unreserved)."""
-    protos = resources.to_proto()
-    for r in protos:
-        del r.reservations[:]
-        r.ClearField("role")
-        if role != UNRESERVED:
-            r.reservations.add(role=role, type=mensa_pb2.Resource.ReservationInfo.DYNAMIC)
-    return Resources.from_proto(protos)
+    return resources.with_role(role)
 
 
 def by_role(resources: Resources) -> dict[str, Resources]:

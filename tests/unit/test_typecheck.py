@@ -25,6 +25,7 @@ PURE_MODULES = [
     "mensa.proto.attributes",
     "mensa.master.state",
     "mensa.master.calls",
+    "mensa.master.task_calls",
     "mensa.master.agents",
     "mensa.master.records",
     "mensa.master.offers",
