@@ -36,8 +36,6 @@ own, whatever it left behind is killed too, so no process outlives its task.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import pwd
 import shutil
@@ -45,24 +43,18 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from mensa.agent.containerizer import cgroups
+from mensa.agent.containerizer import cgroups, process_recovery
 from mensa.agent.containerizer.base import ContainerHandle, LaunchError, LaunchSpec, Termination
 from mensa.agent.containerizer.launcher import (
     EXIT_STATUS_FILE,
     SHELL,
-    AdoptedTask,
     Child,
     WaitedTask,
-    children_of,
     default_signals_prefix,
-    find_waiter,
-    group_members,
     launcher_argv,
     launcher_chain,
     launcher_steps,
@@ -70,56 +62,37 @@ from mensa.agent.containerizer.launcher import (
     probe_pid_namespace,
     read_task_pid,
     signal_group,
-    start_time,
     waiter_argv,
+)
+from mensa.agent.containerizer.process_tree import (
+    POLL_SECONDS,
+    REAP_TIMEOUT_SECONDS,
+    SIGTERM_MASK,
+    ProcessHandle,
+    await_end,
+    oom_message,
+    own,
+    read_usage,
+    terminate,
 )
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import ResourceError, Resources
 
 log = structlog.get_logger(__name__)
 
-POLL_SECONDS = 0.05
-# How long to wait for SIGKILLed processes to disappear before giving up on them.
-REAP_TIMEOUT_SECONDS = 5.0
+# The handle, its constants and oom_message live in process_tree.py; importable from here too.
+__all__ = [
+    "POLL_SECONDS",
+    "REAP_TIMEOUT_SECONDS",
+    "SIGTERM_MASK",
+    "STALE_CGROUP_SECONDS",
+    "ProcessContainerizer",
+    "ProcessHandle",
+    "oom_message",
+]
+
 # Empty task cgroups older than this (left by an agent that stopped mid-task) are removed at start.
 STALE_CGROUP_SECONDS = 60.0
-SIGTERM_MASK = 1 << (signal.SIGTERM - 1)
-
-
-@dataclass(slots=True)
-class ProcessHandle:
-    """A task process; ``pid`` is also its process group id; ``cgroup`` its cgroup, if any."""
-
-    container_id: str
-    process: Child | WaitedTask | AdoptedTask
-    cgroup: cgroups.TaskCgroup | None = None
-    killed_by_us: bool = False
-    kill_done: asyncio.Event = field(default_factory=asyncio.Event)
-    killing: bool = False
-    last_usage: cgroups.Usage | None = None
-    # How the task was made to run as its user (health checks run the same way).
-    setpriv: Sequence[str] = ()
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
-
-    @property
-    def waiter_pid(self) -> int | None:
-        """The process recording the task's exit status (None without a waiter)."""
-        return getattr(self.process, "waiter_pid", None)
-
-    @property
-    def pid_start(self) -> int | None:
-        """The task process's start time (checkpointed to tell a reused pid apart)."""
-        return getattr(self.process, "pid_start", None)
-
-
-def oom_message(limits: cgroups.Limits) -> str:
-    """Returns the status message of a task the OOM killer ended."""
-    if limits.memory_mb is None:
-        return "OOM-killed"
-    return f"OOM-killed: memory limit of {limits.memory_mb} MB exceeded"
 
 
 class ProcessContainerizer:
@@ -231,7 +204,7 @@ class ProcessContainerizer:
         It runs with ``env`` (the task's) and the task's working directory, in its own process
         group, which is SIGKILLed when the check ends or is cancelled (timed out).
         """
-        h = _own(handle)
+        h = own(handle)
         if not argv:
             return 127
         procs = h.cgroup.procs_files() if h.cgroup is not None else ()
@@ -254,14 +227,7 @@ class ProcessContainerizer:
     def usage(self, handle: ContainerHandle) -> cgroups.Usage | None:
         """Returns the task's cpu time and memory (the last reading once it ended), or None
         without cgroups."""
-        h = _own(handle)
-        if h.cgroup is None:
-            return None
-        if h.process.returncode is None or h.last_usage is None:
-            current = h.cgroup.usage()
-            if current is not None:
-                h.last_usage = current
-        return h.last_usage
+        return read_usage(own(handle))
 
     async def launch(self, spec: LaunchSpec) -> ContainerHandle:
         """Spawns the task's process in its cgroup; raises LaunchError when it cannot."""
@@ -357,55 +323,18 @@ class ProcessContainerizer:
         """Returns a handle for a task an earlier run of the agent launched (``pid`` the task,
         ``waiter_pid`` its waiter, as checkpointed), for ``wait``, ``kill``, ``usage`` and
         ``exec_in``; its end is read from the exit status its waiter records."""
-        status_path = os.path.join(spec.runtime_dir, EXIT_STATUS_FILE) if spec.runtime_dir else ""
-        try:
-            limits = cgroups.limits_from_resources(
-                Resources.from_proto(spec.task_info.resources), self.pids_max
-            )
-        except ResourceError:
-            limits = cgroups.Limits()
-        cgroup = None
-        if self.hierarchy is not None:
-            cgroup = cgroups.TaskCgroup.existing(self.hierarchy, spec.container_id, limits)
         try:
             setpriv = self._setpriv_args(spec.user)
         except LaunchError:
             setpriv = []
-        process = AdoptedTask(pid, waiter_pid, status_path, pid_start,
-                              members=cgroup.pids if cgroup is not None else None)
-        searched = pid is None or waiter_pid is None
-        if searched:
-            # The agent died before it checkpointed the whole launch: find the waiter by its
-            # command line, and the task as its child (one subshell, exec'ing into the task).
-            if not process.waiter_alive():
-                process.waiter_pid = find_waiter(status_path)
-            if process.pid is None and process.waiter_alive():
-                assert process.waiter_pid is not None
-                children = children_of(process.waiter_pid)
-                process.pid = children[0] if len(children) == 1 else None
-                if process.pid is not None:
-                    process.pid_start = start_time(process.pid)
-        log.info("process_recovered", container_id=spec.container_id, pid=process.pid,
-                 waiter_pid=process.waiter_pid, waiter_alive=process.waiter_alive(),
-                 cgroup=cgroup is not None, searched=searched)
-        return ProcessHandle(spec.container_id, process, cgroup, setpriv=tuple(setpriv))
+        return process_recovery.adopt(spec, pid, waiter_pid, pid_start, hierarchy=self.hierarchy,
+                                      pids_max=self.pids_max, setpriv=setpriv)
 
     async def abandon(self, handle: ContainerHandle) -> None:
         """Kills whatever is left of a recovered task that cannot be adopted (no task pid and
         no waiter: its end could never be learnt): its waiter's process group and everything
         in its cgroup; removes the cgroup."""
-        h = _own(handle)
-        h.killed_by_us = True
-        process = h.process
-        if isinstance(process, AdoptedTask) and process.waiter_alive():
-            assert process.waiter_pid is not None
-            signal_group(process.waiter_pid, signal.SIGKILL)
-        if h.cgroup is not None:
-            left = h.cgroup.pids()
-            if left:
-                log.warning("unadoptable_task_killed", container_id=h.container_id, pids=left)
-            h.cgroup.signal_all(signal.SIGKILL)
-            await _remove_cgroup(h)
+        await process_recovery.abandon(handle)
 
     def _setpriv_args(self, user: str | None) -> list[str]:
         if not user or os.geteuid() != 0:
@@ -427,40 +356,7 @@ class ProcessContainerizer:
     async def wait(self, handle: ContainerHandle) -> Termination:
         """Waits for the leader to exit, then for (or forces) the end of everything else in
         its cgroup (or group); reports an OOM kill; removes the cgroup."""
-        h = _own(handle)
-        returncode = await h.process.wait()
-        if returncode is None:
-            # A recovered task whose exit status was lost with its waiter.
-            if h.cgroup is not None:
-                await _remove_cgroup(h)
-            return Termination(
-                killed_by_us=h.killed_by_us,
-                reason=mensa_pb2.TaskStatus.REASON_EXECUTOR_TERMINATED,
-                message="the task ended while the agent was down and its exit status was lost",
-            )
-        if h.killing:
-            # A kill is in progress: it SIGKILLs the rest after its grace period.
-            await h.kill_done.wait()
-        elif _members(h):
-            log.info("task_leftovers_killed", container_id=h.container_id)
-            _signal(h, signal.SIGKILL)
-            await _wait_gone(h, REAP_TIMEOUT_SECONDS)
-        reason: int | None = None
-        message = ""
-        if h.cgroup is not None:
-            self.usage(h)
-            if not h.killed_by_us and h.cgroup.oom_killed(died_of_sigkill=returncode == -signal.SIGKILL):
-                reason = mensa_pb2.TaskStatus.REASON_CONTAINER_LIMITATION_MEMORY
-                message = oom_message(h.cgroup.limits)
-                log.info("task_oom_killed", container_id=h.container_id, message=message)
-            await _remove_cgroup(h)
-        if returncode < 0:
-            return Termination(
-                signal=-returncode, killed_by_us=h.killed_by_us, reason=reason, message=message
-            )
-        return Termination(
-            exit_code=returncode, killed_by_us=h.killed_by_us, reason=reason, message=message
-        )
+        return await await_end(own(handle))
 
     async def kill(self, handle: ContainerHandle, grace_seconds: float) -> None:
         """SIGTERM to everything in the container, SIGKILL after ``grace_seconds`` to what is
@@ -468,35 +364,7 @@ class ProcessContainerizer:
         handles it; when the init leaves SIGTERM at its default, the container is SIGKILLed at
         once (what SIGTERM would have done outside a namespace; the task's signal reads 9).
         When the init itself is SIGKILLed (by the OOM killer, say), unshare exits with 1."""
-        h = _own(handle)
-        h.killed_by_us = True
-        if h.killing:
-            await h.kill_done.wait()
-            return
-        h.killing = True
-        try:
-            if not _members(h) and h.process.returncode is not None:
-                return
-            log.info(
-                "process_group_terminated", container_id=h.container_id, grace_seconds=grace_seconds
-            )
-            _signal(h, signal.SIGTERM)
-            if h.cgroup is not None and any(map(_is_init_with_default_sigterm, h.cgroup.pids())):
-                # The kernel drops SIGTERM to such an init; SIGTERM's default is to end it.
-                _signal(h, signal.SIGKILL)
-            if await _wait_gone(h, max(grace_seconds, 0.0)):
-                return
-            log.info("process_group_killed", container_id=h.container_id)
-            _signal(h, signal.SIGKILL)
-            if not await _wait_gone(h, REAP_TIMEOUT_SECONDS):
-                log.warning("process_group_survived_sigkill", container_id=h.container_id)
-        finally:
-            if h.cgroup is not None and not h.cgroup.pids():
-                # Gone: remove the cgroup now too, in case the agent stops before wait() does.
-                self.usage(h)
-                h.cgroup.try_remove()
-            h.killing = False
-            h.kill_done.set()
+        await terminate(own(handle), grace_seconds)
 
 
 def _check_executable(spec: LaunchSpec) -> None:
@@ -511,106 +379,3 @@ def _check_executable(spec: LaunchSpec) -> None:
     if not ok:
         raise LaunchError(f"failed to execute {exe!r}: not found or not executable")
 
-
-def _members(h: ProcessHandle) -> list[int]:
-    if h.cgroup is not None:
-        return h.cgroup.pids()
-    if isinstance(h.process, AdoptedTask):
-        return h.process.task_members()
-    if h.process.pid is None:
-        return []
-    members = group_members(h.process.pid)
-    if not members and _before_setsid(h):
-        return [h.process.pid]
-    return members
-
-
-def _before_setsid(h: ProcessHandle) -> bool:
-    """True while a waited task without a cgroup runs but has no process group of its own yet
-    (its waiter's subshell is still exec'ing ``setsid``)."""
-    pid = h.process.pid
-    if not isinstance(h.process, WaitedTask) or h.process.returncode is not None or pid is None:
-        return False
-    try:
-        return os.getpgid(pid) != pid
-    except OSError:
-        return False
-
-
-def _signal(h: ProcessHandle, sig: signal.Signals) -> None:
-    """Signals everything in the container. SIGKILL goes to the leader first: in a PID
-    namespace that is ``unshare``, which then dies of SIGKILL itself (were its child, the
-    namespace's init, killed first, unshare 2.38 would exit 1 instead of re-raising SIGKILL)
-    and takes the namespace with it (``--kill-child``)."""
-    pid = h.process.pid
-    if isinstance(h.process, AdoptedTask) and not h.process.pid_is_ours():
-        pid = None  # The pid is another process's now: only the cgroup is signalled.
-    ended = h.process.returncode is not None or getattr(h.process, "ended", False)
-    if sig == signal.SIGKILL and not ended and pid is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-    if h.cgroup is not None:
-        h.cgroup.signal_all(sig)
-        if ended:
-            return  # The leader is reaped: its pid, hence the group id, may belong to another.
-    if pid is not None and not (ended and h.cgroup is None and isinstance(h.process, AdoptedTask)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            if h.cgroup is None and isinstance(h.process, WaitedTask) and h.process.returncode is None:
-                # No group of its own yet (still exec'ing setsid): it gets the signal itself.
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
-        except PermissionError:
-            pass
-
-
-async def _wait_gone(h: ProcessHandle, timeout: float) -> bool:
-    """Waits up to ``timeout`` seconds for the container to be empty; True when it is."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while _members(h):
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return False
-        await asyncio.sleep(min(POLL_SECONDS, remaining))
-    return True
-
-
-async def _remove_cgroup(h: ProcessHandle) -> None:
-    """Removes the task's cgroup, SIGKILLing stragglers, retrying for REAP_TIMEOUT_SECONDS."""
-    assert h.cgroup is not None
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + REAP_TIMEOUT_SECONDS
-    while not h.cgroup.try_remove():
-        if loop.time() >= deadline:
-            log.warning("cgroup_not_removed", container_id=h.container_id,
-                        dirs=[str(d) for d in h.cgroup.distinct_dirs()])
-            return
-        h.cgroup.signal_all(signal.SIGKILL)
-        await asyncio.sleep(0.02)
-
-
-def _is_init_with_default_sigterm(pid: int) -> bool:
-    """True when ``pid`` is the init (pid 1) of a PID namespace below ours and neither catches
-    nor ignores SIGTERM, so a SIGTERM from us would be dropped by the kernel."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    nspids = fields.get("NSpid", "").split()
-    if len(nspids) < 2 or nspids[-1] != "1":
-        return False
-    try:
-        caught = int(fields.get("SigCgt", "0").strip(), 16)
-        ignored = int(fields.get("SigIgn", "0").strip(), 16)
-    except ValueError:
-        return False
-    return not (caught | ignored) & SIGTERM_MASK
-
-
-def _own(handle: ContainerHandle) -> ProcessHandle:
-    if not isinstance(handle, ProcessHandle):
-        raise TypeError(f"not a process container handle: {handle!r}")
-    return handle
