@@ -3,7 +3,10 @@
     mensa master --work-dir DIR [--port 5050] [--http-port 5051] ...
     mensa agent --master HOST:PORT --work-dir DIR [--resources ...] ...
     mensa scheduler run MODULE:CLASS --master HOST:PORT
-    mensa state --master HOST:PORT
+    mensa state --master HOST:PORT [--json]
+    mensa agents|frameworks --master HOST:PORT [--json]
+    mensa tasks [--state RUNNING,...] [--framework ID|NAME] [--agent ID|HOSTNAME] [--completed]
+    mensa top --master HOST:PORT     # a live view of usage, frameworks, agents and tasks
     mensa logs TASK_ID [--stderr] [--follow] --master HOST:PORT
     mensa local                      # a whole local cluster with the example scheduler
     mensa quota set|get|rm ...       # operator endpoints: quota, weights, reservations
@@ -26,6 +29,10 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("master", "mensa.master.main", "run a master"),
     ("agent", "mensa.agent.main", "run an agent"),
     ("state", "mensa.deploy.state_cli", "print a cluster's agents, frameworks and tasks"),
+    ("agents", "mensa.deploy.state_cli", "list agents: resources used/total, tasks, attributes"),
+    ("frameworks", "mensa.deploy.state_cli", "list frameworks: roles, tasks, resources used, dominant share"),
+    ("tasks", "mensa.deploy.state_cli", "list tasks (filter by --state, --framework, --agent)"),
+    ("top", "mensa.deploy.top_cli", "a live, refreshing view of cluster usage, frameworks, agents and tasks"),
     ("logs", "mensa.deploy.logs_cli", "print a task's stdout or stderr (--follow to stream it)"),
     ("local", "mensa.deploy.local", "run a local cluster (master, agents, example scheduler)"),
     ("quota", "mensa.deploy.operator_cli", "set, get or remove a role's quota"),

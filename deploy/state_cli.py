@@ -1,9 +1,17 @@
-"""``mensa state``: print a cluster's agents, frameworks and tasks as tables.
+"""``mensa state|agents|frameworks|tasks``: a cluster's /state as tables (or JSON).
+
+    mensa state      --master 10.0.0.1:5050 [--completed] [--json]   # everything, raw JSON with --json
+    mensa agents     --master zk://zk1:2181,zk2:2181/mensa           # resources used/total, tasks
+    mensa frameworks --master http://10.0.0.1:5051 [--completed]     # roles, tasks, dominant share
+    mensa tasks      --state RUNNING,STAGING --framework NAME --agent HOSTNAME [--completed]
 
 ``--master`` is a master's ZeroMQ address (as for agents) or ``zk://HOST:PORT,.../PATH``; the
 CLI finds the leading master (a standby it asks names the leader; a zk:// URI is read in
 ZooKeeper) and reads ``/state`` from the leader's HTTP port. An ``http://HOST:PORT`` address
-reads ``/state`` there directly.
+reads ``/state`` there directly. ``--json`` prints, for agents/frameworks/tasks, a JSON list of
+the records the table shows with full values (MB, epoch seconds, full state names); for state,
+the raw /state document. An unreachable master, no leader, a bad ``--master`` or filter prints
+one line on stderr and exits 1. The tables come from the pure ``mensa.deploy.views``.
 """
 
 from __future__ import annotations
@@ -11,20 +19,59 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
+import urllib.error
 import urllib.request
 from typing import Any
 
+from mensa.deploy.views import (
+    StateIndex,
+    TaskFilter,
+    agent_rows,
+    agents_table,
+    framework_rows,
+    frameworks_table,
+    parse_states,
+    render_state,
+    select_tasks,
+    table,
+    tasks_table,
+)
 from mensa.proto.detector import MasterUnreachable, resolve_leader
 
+__all__ = ["StateSource", "add_arguments", "fetch_state", "leader_http", "quiet_kazoo", "render", "run",
+           "table"]
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+render = render_state  # ``mensa state``'s report, kept under its old name
+
+
+def add_master_arguments(parser: argparse.ArgumentParser, json_help: str) -> None:
+    """Adds ``--master``, ``--json`` and ``--timeout``, which every view command takes."""
     parser.add_argument("--master", default="127.0.0.1:5050",
                         help="master ZeroMQ address HOST:PORT, zk://HOST:PORT,.../PATH, or "
                         "http://HOST:PORT (default 127.0.0.1:5050)")
-    parser.add_argument("--json", action="store_true", help="print the raw /state JSON")
-    parser.add_argument("--completed", action="store_true", help="also list completed tasks")
+    parser.add_argument("--json", action="store_true", help=json_help)
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the master")
+
+
+# The CLI registers each command with one add_arguments; this dispatches on the command name.
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    name = parser.prog.split()[-1]
+    add_master_arguments(parser, "print the raw /state JSON" if name == "state" else
+                         f"print the {name} as a JSON list of records with full values (MB, epoch seconds)")
+    if name in ("state", "tasks"):
+        parser.add_argument("--completed", action="store_true", help="also list completed tasks")
+    if name == "frameworks":
+        parser.add_argument("--completed", action="store_true", help="also list completed frameworks")
+    if name == "tasks":
+        parser.add_argument("--state", metavar="STATES",
+                            help="only tasks in these states, e.g. RUNNING,STAGING (a terminal state "
+                            "such as FAILED includes completed tasks)")
+        parser.add_argument("--framework", metavar="ID|NAME", help="only this framework's tasks")
+        parser.add_argument("--agent", metavar="ID|HOSTNAME", help="only tasks on this agent")
+    parser.set_defaults(_view=name if name in ("agents", "frameworks", "tasks") else "state")
 
 
 def leader_http(master: str, timeout: float = 5.0) -> str:
@@ -52,55 +99,100 @@ def quiet_kazoo() -> None:
         kazoo.propagate = False
 
 
+class StateSource:
+    """Reads the leading master's /state, again and again (``mensa top``): the leader's HTTP
+    address is found once and found again after a failed read, since the leader may have moved.
+
+    ``fetch`` raises ValueError for a malformed ``--master`` or a /state that is not JSON, and
+    MasterUnreachable (no leader, no answer, an HTTP error) otherwise, each with a message for
+    the user."""
+
+    def __init__(self, master: str, timeout: float = 5.0) -> None:
+        self.master = master
+        self.timeout = timeout
+        self._base: str | None = None
+
+    def fetch(self) -> dict[str, Any]:
+        if self._base is None:
+            self._base = leader_http(self.master, self.timeout)
+        url = self._base + "/state"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+                data = json.load(response)
+        except urllib.error.HTTPError as exc:
+            self._base = None
+            raise MasterUnreachable(f"{url} answered {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            self._base = None
+            raise MasterUnreachable(f"no answer from {url}: {exc.reason}") from None
+        except OSError as exc:  # a timeout or reset while reading the body
+            self._base = None
+            raise MasterUnreachable(f"no answer from {url}: {exc}") from None
+        except ValueError as exc:
+            self._base = None
+            raise ValueError(f"{url} did not answer with JSON: {exc}") from None
+        if isinstance(data, dict):
+            return data
+        raise ValueError(f"{url} did not answer with a JSON object")
+
+
 def fetch_state(master: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Returns the leading master's /state document (see ``leader_http``)."""
-    url = leader_http(master, timeout) + "/state"
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        data: dict[str, Any] = json.load(response)
-        return data
+    """Returns the leading master's /state document (see ``leader_http`` and ``StateSource``)."""
+    return StateSource(master, timeout).fetch()
 
 
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    """Formats rows as a plain text table with a header line."""
-    cells = [headers] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    return "\n".join(lines)
+def render_view(view: str, state: dict[str, Any], args: argparse.Namespace, now: float,
+                task_filter: TaskFilter | None = None) -> str:
+    """Returns what ``mensa VIEW`` prints for a /state document: a table, or JSON with ``--json``.
+    Raises ValueError for a filter that matches no framework or agent."""
+    if view == "state":
+        return json.dumps(state, indent=2) if args.json else render_state(state, args.completed)
+    index = StateIndex.build(state)
+    if view == "agents":
+        agents = agent_rows(index)
+        return _json(agents) if args.json else agents_table(agents, now)
+    if view == "frameworks":
+        frameworks = framework_rows(index, args.completed)
+        return _json(frameworks) if args.json else frameworks_table(frameworks, index.totals)
+    tasks = select_tasks(index, task_filter or TaskFilter())
+    return _json(tasks) if args.json else tasks_table(tasks, now)
 
 
-def _res(r: dict[str, Any]) -> str:
-    return f"cpus={r.get('cpus', 0):g} mem={r.get('mem', 0):g} disk={r.get('disk', 0):g}"
+def _json(rows: Any) -> str:
+    return json.dumps([r.to_json() for r in rows], indent=2)
 
 
-def render(state: dict[str, Any], completed: bool = False) -> str:
-    out = [f"master {state['id']} at {state['leader']} (version {state['version']})", ""]
-    agents = state.get("agents", [])
-    out.append(f"AGENTS ({len(agents)})")
-    out.append(table(["ID", "HOSTNAME", "TOTAL", "USED", "TASKS"], [
-        [a["id"], a["hostname"], _res(a["resources"]), _res(a["used_resources"]), a.get("tasks", 0)]
-        for a in agents
-    ]))
-    frameworks = state.get("frameworks", [])
-    out += ["", f"FRAMEWORKS ({len(frameworks)})"]
-    out.append(table(["ID", "NAME", "CONNECTED", "ROLES", "USED", "TASKS"], [
-        [f["id"], f["name"], f["connected"], ",".join(f["roles"]), _res(f["used_resources"]),
-         len(f["tasks"])]
-        for f in frameworks
-    ]))
-    rows = []
-    for f in frameworks:
-        tasks = f["tasks"] + (f["completed_tasks"] if completed else [])
-        rows += [[t["id"], t["name"], f["name"], t["state"], t["agent_id"]] for t in tasks]
-    out += ["", f"TASKS ({len(rows)})", table(["ID", "NAME", "FRAMEWORK", "STATE", "AGENT"], rows)]
-    return "\n".join(out)
+def _task_filter(args: argparse.Namespace) -> TaskFilter | None:
+    if getattr(args, "_view", "state") != "tasks":
+        return None
+    return TaskFilter(states=parse_states(args.state) if args.state else frozenset(),
+                      framework=args.framework, agent=args.agent, completed=args.completed)
+
+
+def silence_stdout() -> None:
+    """After a reader went away (``| head``): Python flushes stdout again at exit, so point it
+    at /dev/null to keep that quiet too."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def write_stdout(text: str) -> None:
+    """Prints ``text``; a reader that went away ends the output quietly."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
 
 
 def run(args: argparse.Namespace) -> int:
     quiet_kazoo()
+    view = getattr(args, "_view", "state")
     try:
+        task_filter = _task_filter(args)
         state = fetch_state(args.master, args.timeout)
+        text = render_view(view, state, args, time.time(), task_filter)
     except (MasterUnreachable, OSError, ValueError) as exc:
-        print(f"mensa state: {exc}", file=sys.stderr)
+        print(f"mensa {view}: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(state, indent=2) if args.json else render(state, args.completed))
+    write_stdout(text)
     return 0

@@ -1,15 +1,21 @@
-"""The `mensa` command: help, `mensa state` tables, JSON logs."""
+"""The `mensa` command: help, `mensa state|agents|frameworks|tasks|top` tables and JSON, JSON logs."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mensa_cluster import Cluster
+from mensa_cluster import Cluster, wait_until
 
 from mensa.deploy.processes import mensa_argv
+from mensa.frameworks import Scheduler, SchedulerDriver
+from mensa.proto import mensa_pb2
+from mensa.proto.resources import Resources
 
 
 def mensa(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -19,7 +25,8 @@ def mensa(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command() -> None:
     out = mensa("--help")
     assert out.returncode == 0
-    for command in ("master", "agent", "scheduler", "state", "local", "bench"):
+    for command in ("master", "agent", "scheduler", "state", "agents", "frameworks", "tasks", "top", "local",
+                    "bench"):
         assert command in out.stdout
     assert "run" in mensa("scheduler", "--help").stdout
 
@@ -101,3 +108,205 @@ def test_state_finds_the_leader_through_zookeeper(cluster: Cluster, tmp_path: Pa
             client.close()
         out = mensa("state", "--master", uri, "--timeout", "5")  # its session ended: no leader
         assert out.returncode == 1 and "no master leads under" in out.stderr
+
+
+# ``mensa agents|frameworks|tasks|top`` against a live master, an agent and a running task.
+
+
+class Launcher(Scheduler):
+    """Launches each of its tasks (id -> shell command, cpus:0.5;mem:128) on the first offer it
+    fits; records each task's latest state."""
+
+    def __init__(self, tasks: dict[str, str]) -> None:
+        self.pending = list(tasks.items())
+        self.states: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def resource_offers(self, driver: SchedulerDriver, offers: list[mensa_pb2.Offer]) -> None:
+        for offer in offers:
+            left = Resources.from_proto(offer.resources)
+            chosen = []
+            with self.lock:
+                while self.pending and left.contains(TASK_RESOURCES):
+                    task_id, command = self.pending.pop(0)
+                    info = mensa_pb2.TaskInfo(name=f"{task_id}-name")
+                    info.task_id.value = task_id
+                    info.command.value = command
+                    info.resources.extend(TASK_RESOURCES.to_proto())
+                    left = left - TASK_RESOURCES
+                    chosen.append(info)
+            if chosen:
+                driver.launch_tasks([offer.id], chosen, 0.2)
+            else:
+                driver.decline_offer([offer.id], 5)
+
+    def status_update(self, driver: SchedulerDriver, status: mensa_pb2.TaskStatus) -> None:
+        with self.lock:
+            self.states[status.task_id.value] = mensa_pb2.TaskState.Name(status.state)
+
+    def wait_state(self, task_id: str, state: str) -> None:
+        wait_until(lambda: self.states.get(task_id) == state, what=f"{task_id} in {state}")
+
+
+TASK_RESOURCES = Resources.parse("cpus:0.5;mem:128")
+
+
+@pytest.fixture
+def busy(cluster: Cluster) -> Iterator[tuple[Cluster, str]]:
+    """A master, agent1 (cpus:2;mem:1024, rack:r1) and framework "sleepers" with task "sleeper"
+    running and task "quick" finished; yields the cluster and the framework id."""
+    cluster.start_master()
+    cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100", "--attributes", "rack:r1")
+    cluster.wait_agents(1)
+    launcher = Launcher({"sleeper": "sleep 60", "quick": "true"})
+    driver = SchedulerDriver(launcher, mensa_pb2.FrameworkInfo(name="sleepers", user="root"),
+                             cluster.master_endpoint)
+    driver.start()
+    try:
+        framework_id: str = wait_until(lambda: driver.framework_id, what="registration")
+        launcher.wait_state("sleeper", "TASK_RUNNING")
+        launcher.wait_state("quick", "TASK_FINISHED")
+        both = {"sleeper": "TASK_RUNNING", "quick": "TASK_FINISHED"}
+        wait_until(lambda: cluster.tasks(framework_id) == both, what="the master to record both tasks")
+        yield cluster, framework_id
+    finally:
+        driver.stop()
+        driver.join()
+
+
+def rows(text: str, needle: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if needle in line]
+
+
+def test_agents_as_a_table_and_as_json(busy: tuple[Cluster, str]) -> None:
+    cluster, _ = busy
+    out = mensa("agents", "--master", cluster.master_endpoint)
+    assert out.returncode == 0, out.stderr
+    header, *lines = out.stdout.splitlines()
+    assert header.split() == ["ID", "HOSTNAME", "ADDRESS", "CPUS", "MEM", "DISK", "TASKS", "ATTRIBUTES",
+                              "REGISTERED"]
+    [line] = lines
+    for part in ("agent1", "0.5/2 25%", "128 MiB/1 GiB 12%", "rack:r1", "s ago"):
+        assert part in line
+    [agent] = json.loads(mensa("agents", "--master", cluster.http, "--json").stdout)
+    figures = ("hostname", "cpus_used", "cpus_total", "mem_used", "mem_total", "tasks")
+    assert [agent[k] for k in figures] == ["agent1", 0.5, 2.0, 128.0, 1024.0, 1]
+    assert agent["attributes"] == {"rack": "r1"} and agent["address"].startswith("127.0.0.1:")
+
+
+def test_frameworks_as_a_table_and_as_json(busy: tuple[Cluster, str]) -> None:
+    cluster, framework_id = busy
+    out = mensa("frameworks", "--master", cluster.master_endpoint)
+    assert out.returncode == 0, out.stderr
+    [row] = rows(out.stdout, framework_id)
+    assert row[:5] == [framework_id, "sleepers", "*", "yes", "1"]
+    assert row[5:9] == ["0.5", "25%", "128", "MiB"]
+    assert row[-1].endswith("%")
+    [fw] = json.loads(mensa("frameworks", "--master", cluster.master_endpoint, "--json").stdout)
+    assert (fw["id"], fw["name"], fw["roles"], fw["active"], fw["tasks"], fw["cpus_used"]) == \
+        (framework_id, "sleepers", ["*"], True, 1, 0.5)
+    # The allocator's view: offers it holds count towards a framework's share.
+    assert 0.25 <= fw["dominant_share"] <= 1 and set(fw["dominant_shares"]) == {"*"}
+
+
+def test_tasks_with_filters_as_a_table_and_as_json(busy: tuple[Cluster, str]) -> None:
+    cluster, framework_id = busy
+
+    def tasks(*args: str) -> subprocess.CompletedProcess[str]:
+        return mensa("tasks", "--master", cluster.master_endpoint, *args)
+
+    out = tasks()
+    assert out.returncode == 0, out.stderr
+    header, *lines = out.stdout.splitlines()
+    assert header.split() == ["ID", "NAME", "FRAMEWORK", "AGENT", "STATE", "HEALTH", "CPUS", "MEM", "UPDATED"]
+    assert [line.split()[:8] for line in lines] == \
+        [["sleeper", "sleeper-name", "sleepers", "agent1", "RUNNING", "-", "0.5", "128"]]
+    assert {r[0] for r in rows(tasks("--completed").stdout, "sleepers")} == {"sleeper", "quick"}
+    assert [r[4] for r in rows(tasks("--state", "finished").stdout, "sleepers")] == ["FINISHED"]
+    chosen = tasks("--state", "RUNNING,STAGING", "--framework", "sleepers", "--agent", "agent1", "--json")
+    [task] = json.loads(chosen.stdout)
+    assert task == {**task, "id": "sleeper", "name": "sleeper-name", "framework_id": framework_id,
+                    "framework_name": "sleepers", "agent_hostname": "agent1", "state": "TASK_RUNNING",
+                    "healthy": None, "cpus": 0.5, "mem": 128.0}
+    assert isinstance(task["last_status_time"], float)
+    by_id = json.loads(tasks("--framework", framework_id, "--agent", task["agent_id"], "--json",
+                             "--completed").stdout)
+    assert {t["id"]: t["state"] for t in by_id} == {"sleeper": "TASK_RUNNING", "quick": "TASK_FINISHED"}
+    assert json.loads(tasks("--state", "KILLED", "--json").stdout) == []
+
+    missing = tasks("--framework", "nope")
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert missing.stderr == "mensa tasks: no framework has the id or name 'nope'\n"
+    bad = tasks("--state", "RUNING")
+    assert bad.returncode == 1 and bad.stderr.startswith("mensa tasks: unknown task state 'RUNING' (one of ")
+    assert "Traceback" not in bad.stderr
+
+
+def test_top_prints_one_frame_or_several(busy: tuple[Cluster, str]) -> None:
+    cluster, _ = busy
+    once = mensa("top", "--master", cluster.master_endpoint, "--once")
+    assert once.returncode == 0, once.stderr
+    lines = once.stdout.splitlines()
+    assert lines[0].startswith("mensa top  ") and "  agents 1  frameworks 1  master " in lines[0]
+    assert "\x1b" not in once.stdout  # not a terminal: no escapes
+    cpus = next(line for line in lines if line.startswith("CPUS"))
+    assert "0.5/2 25%" in cpus
+    assert "TASKS 2  RUNNING 1  FINISHED 1" in lines
+    for section in ("TOP FRAMEWORKS BY DOMINANT SHARE", "TOP AGENTS BY USAGE", "RECENTLY CHANGED TASKS"):
+        assert section in lines
+    recent = [line for line in lines[lines.index("RECENTLY CHANGED TASKS") + 2:] if line]
+    assert sorted(line.split()[2:6] for line in recent) == [["quick", "sleepers", "agent1", "FINISHED"],
+                                                             ["sleeper", "sleepers", "agent1", "RUNNING"]]
+
+    # Off a terminal, without --once or --iterations: one frame too.
+    assert mensa("top", "--master", cluster.http).stdout.count("mensa top  ") == 1
+    two = mensa("top", "--master", cluster.master_endpoint, "--iterations", "2", "--interval", "0.2")
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("mensa top  ") == 2 and two.stdout.count("RECENTLY CHANGED TASKS") == 2
+    frames = mensa("top", "--master", cluster.master_endpoint, "--json", "--iterations", "2",
+                   "--interval", "0.2")
+    docs = [json.loads(line) for line in frames.stdout.splitlines()]
+    assert len(docs) == 2 and all(d["error"] is None for d in docs)
+    assert docs[0]["task_counts"] == {"TASK_RUNNING": 1, "TASK_FINISHED": 1}
+    assert docs[0]["top_agents"][0]["hostname"] == "agent1"
+
+
+def test_top_keeps_drawing_when_the_master_goes_away_and_ctrl_c_exits_cleanly(cluster: Cluster) -> None:
+    cluster.start_master()
+    cluster.start_agent("agent1", "cpus:1;mem:256;disk:10")
+    cluster.wait_agents(1)
+    # At most 60 s of frames, so the test cannot hang on a frame that never comes.
+    top = subprocess.Popen(mensa_argv("top", "--master", cluster.master_endpoint, "--timeout", "0.5",
+                                      "--iterations", "300", "--interval", "0.2"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert top.stdout is not None
+        assert top.stdout.readline().startswith("mensa top  ")
+        cluster.processes[0].stop()  # the master
+        line = top.stdout.readline()
+        while line and not line.startswith("! "):
+            line = top.stdout.readline()
+        # The leader's HTTP port refuses, then the master's ZeroMQ port does not answer.
+        assert line.startswith("! no answer from ") and "showing data from" in line
+        top.send_signal(signal.SIGINT)
+        _, err = top.communicate(timeout=20)
+    finally:
+        if top.poll() is None:
+            top.kill()
+            top.wait()
+    assert top.returncode == 0 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["agents", "frameworks", "tasks", "top"])
+def test_views_name_an_unreachable_master_or_a_bad_address(command: str) -> None:
+    out = mensa(command, "--master", "127.0.0.1:1", "--timeout", "0.5")
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr.startswith(f"mensa {command}: no answer from the master at 127.0.0.1:1")
+    assert out.stderr.count("\n") == 1
+    out = mensa(command, "--master", "http://127.0.0.1:1", "--timeout", "0.5")
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"mensa {command}: no answer from http://127.0.0.1:1/state: ")
+    assert out.stderr.count("\n") == 1
+    out = mensa(command, "--master", "zk://127.0.0.1/mensa")
+    assert out.returncode == 1 and out.stderr.startswith(f"mensa {command}: bad --master 'zk://127.0.0.1/mensa'")
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
