@@ -26,7 +26,7 @@ from mensa.proto import mensa_pb2 as mensa_dot_proto_dot_mensa__pb2
 from mensa.proto import scheduler_pb2 as mensa_dot_proto_dot_scheduler__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amensa/proto/internal.proto\x12\x0emensa.internal\x1a\x17mensa/proto/mensa.proto\x1a\x1bmensa/proto/scheduler.proto\"\xfe\x06\n\x08\x45nvelope\x12%\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x15.mensa.scheduler.CallH\x00\x12\'\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x16.mensa.scheduler.EventH\x00\x12&\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x15.mensa.internal.ErrorH\x00\x12$\n\x04ping\x18\x04 \x01(\x0b\x32\x14.mensa.internal.PingH\x00\x12$\n\x04pong\x18\x05 \x01(\x0b\x32\x14.mensa.internal.PongH\x00\x12\x37\n\x0eregister_agent\x18\n \x01(\x0b\x32\x1d.mensa.internal.RegisterAgentH\x00\x12\x35\n\rstatus_update\x18\x0b \x01(\x0b\x32\x1c.mensa.internal.StatusUpdateH\x00\x12;\n\x10\x61gent_registered\x18\x14 \x01(\x0b\x32\x1f.mensa.internal.AgentRegisteredH\x00\x12+\n\x08run_task\x18\x15 \x01(\x0b\x32\x17.mensa.internal.RunTaskH\x00\x12-\n\tkill_task\x18\x16 \x01(\x0b\x32\x18.mensa.internal.KillTaskH\x00\x12T\n\x1dstatus_update_acknowledgement\x18\x17 \x01(\x0b\x32+.mensa.internal.StatusUpdateAcknowledgementH\x00\x12?\n\x12shutdown_framework\x18\x18 \x01(\x0b\x32!.mensa.internal.ShutdownFrameworkH\x00\x12\x44\n\x15\x66ramework_to_executor\x18\x19 \x01(\x0b\x32#.mensa.internal.FrameworkToExecutorH\x00\x12\x37\n\x0eshutdown_agent\x18\x1a \x01(\x0b\x32\x1d.mensa.internal.ShutdownAgentH\x00\x12@\n\x13master_info_request\x18\x1e \x01(\x0b\x32!.mensa.internal.MasterInfoRequestH\x00\x12\x42\n\x14master_info_response\x18\x1f \x01(\x0b\x32\".mensa.internal.MasterInfoResponseH\x00\x42\t\n\x07message\"\x85\x02\n\x05\x45rror\x12(\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1a.mensa.internal.Error.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07refused\x18\x03 \x01(\t\x12!\n\x06leader\x18\x04 \x01(\x0b\x32\x11.mensa.MasterInfo\"\x8c\x01\n\x04\x43ode\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0f\n\x0b\x42\x41\x44_REQUEST\x10\x01\x12\r\n\tTOO_LARGE\x10\x02\x12\x12\n\x0eNOT_SUBSCRIBED\x10\x03\x12\x12\n\x0eNOT_REGISTERED\x10\x04\x12\x10\n\x0cUNKNOWN_TASK\x10\x05\x12\x0e\n\nNOT_LEADER\x10\x06\x12\r\n\tFORBIDDEN\x10\x07\"\x1f\n\x04Ping\x12\x17\n\x0ftimeout_seconds\x18\x01 \x01(\x01\"\x06\n\x04Pong\"\xb5\x01\n\rRegisterAgent\x12$\n\nagent_info\x18\x01 \x01(\x0b\x32\x10.mensa.AgentInfo\x12\x1a\n\x05tasks\x18\x02 \x03(\x0b\x32\x0b.mensa.Task\x12(\n\nframeworks\x18\x03 \x03(\x0b\x32\x14.mensa.FrameworkInfo\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x11\n\thttp_port\x18\x05 \x01(\r\x12\x14\n\x0c\x61\x64vertise_ip\x18\x06 \x01(\t\"\x98\x01\n\x0f\x41gentRegistered\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12&\n\x0bmaster_info\x18\x02 \x01(\x0b\x32\x11.mensa.MasterInfo\x12\x1d\n\x15ping_interval_seconds\x18\x03 \x01(\x01\x12\x1c\n\x14ping_timeout_seconds\x18\x04 \x01(\x01\"Q\n\x07RunTask\x12\'\n\tframework\x18\x01 \x01(\x0b\x32\x14.mensa.FrameworkInfo\x12\x1d\n\x04task\x18\x02 \x01(\x0b\x32\x0f.mensa.TaskInfo\"|\n\x08KillTask\x12(\n\x0c\x66ramework_id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\x12\x1e\n\x07task_id\x18\x02 \x01(\x0b\x32\r.mensa.TaskID\x12&\n\x0bkill_policy\x18\x03 \x01(\x0b\x32\x11.mensa.KillPolicy\"\x83\x01\n\x0cStatusUpdate\x12(\n\x0c\x66ramework_id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\x12!\n\x06status\x18\x02 \x01(\x0b\x32\x11.mensa.TaskStatus\x12&\n\x0clatest_state\x18\x03 \x01(\x0e\x32\x10.mensa.TaskState\"\x97\x01\n\x1bStatusUpdateAcknowledgement\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12(\n\x0c\x66ramework_id\x18\x02 \x01(\x0b\x32\x12.mensa.FrameworkID\x12\x1e\n\x07task_id\x18\x03 \x01(\x0b\x32\r.mensa.TaskID\x12\x0c\n\x04uuid\x18\x04 \x01(\x0c\"=\n\x11ShutdownFramework\x12(\n\x0c\x66ramework_id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\"\x97\x01\n\x13\x46rameworkToExecutor\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12(\n\x0c\x66ramework_id\x18\x02 \x01(\x0b\x32\x12.mensa.FrameworkID\x12&\n\x0b\x65xecutor_id\x18\x03 \x01(\x0b\x32\x11.mensa.ExecutorID\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\" \n\rShutdownAgent\x12\x0f\n\x07message\x18\x01 \x01(\t\"\x13\n\x11MasterInfoRequest\"p\n\x12MasterInfoResponse\x12&\n\x0bmaster_info\x18\x01 \x01(\x0b\x32\x11.mensa.MasterInfo\x12\x0f\n\x07leading\x18\x02 \x01(\x08\x12!\n\x06leader\x18\x03 \x01(\x0b\x32\x11.mensa.MasterInfo\"\xfe\x08\n\x08Registry\x12.\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1e.mensa.internal.Registry.Agent\x12>\n\x0bunreachable\x18\x02 \x03(\x0b\x32).mensa.internal.Registry.UnreachableAgent\x12=\n\x0eremoved_agents\x18\x03 \x03(\x0b\x32%.mensa.internal.Registry.RemovedAgent\x12\x36\n\nframeworks\x18\x04 \x03(\x0b\x32\".mensa.internal.Registry.Framework\x12\x45\n\x12removed_frameworks\x18\x05 \x03(\x0b\x32).mensa.internal.Registry.RemovedFramework\x12\x30\n\x07weights\x18\x06 \x03(\x0b\x32\x1f.mensa.internal.Registry.Weight\x12.\n\x06quotas\x18\x07 \x03(\x0b\x32\x1e.mensa.internal.Registry.Quota\x12;\n\x0creservations\x18\x08 \x03(\x0b\x32%.mensa.internal.Registry.Reservations\x12\x10\n\x08revision\x18\x0f \x01(\x04\x1a\x65\n\x05\x41gent\x12\x1e\n\x04info\x18\x01 \x01(\x0b\x32\x10.mensa.AgentInfo\x12\x13\n\x0b\x61\x64mitted_at\x18\x02 \x01(\x01\x12\x11\n\thttp_port\x18\x03 \x01(\r\x12\x14\n\x0c\x61\x64vertise_ip\x18\x04 \x01(\t\x1a\x41\n\x10UnreachableAgent\x12\x1e\n\x04info\x18\x01 \x01(\x0b\x32\x10.mensa.AgentInfo\x12\r\n\x05since\x18\x02 \x01(\x01\x1a>\n\x0cRemovedAgent\x12\x1a\n\x02id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12\x12\n\nremoved_at\x18\x02 \x01(\x01\x1a_\n\tFramework\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.mensa.FrameworkInfo\x12\x15\n\rregistered_at\x18\x02 \x01(\x01\x12\x17\n\x0f\x64isconnected_at\x18\x03 \x01(\x01\x1a\x46\n\x10RemovedFramework\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\x12\x12\n\nremoved_at\x18\x02 \x01(\x01\x1a&\n\x06Weight\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x1a\x81\x01\n\x05Quota\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\"\n\tguarantee\x18\x02 \x03(\x0b\x32\x0f.mensa.Resource\x12\x1e\n\x05limit\x18\x03 \x03(\x0b\x32\x0f.mensa.Resource\x12\x11\n\thas_limit\x18\x04 \x01(\x08\x12\x13\n\x0bzero_limits\x18\x05 \x03(\t\x1aT\n\x0cReservations\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12\"\n\tresources\x18\x02 \x03(\x0b\x32\x0f.mensa.Resource')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amensa/proto/internal.proto\x12\x0emensa.internal\x1a\x17mensa/proto/mensa.proto\x1a\x1bmensa/proto/scheduler.proto\"\xfe\x06\n\x08\x45nvelope\x12%\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x15.mensa.scheduler.CallH\x00\x12\'\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x16.mensa.scheduler.EventH\x00\x12&\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x15.mensa.internal.ErrorH\x00\x12$\n\x04ping\x18\x04 \x01(\x0b\x32\x14.mensa.internal.PingH\x00\x12$\n\x04pong\x18\x05 \x01(\x0b\x32\x14.mensa.internal.PongH\x00\x12\x37\n\x0eregister_agent\x18\n \x01(\x0b\x32\x1d.mensa.internal.RegisterAgentH\x00\x12\x35\n\rstatus_update\x18\x0b \x01(\x0b\x32\x1c.mensa.internal.StatusUpdateH\x00\x12;\n\x10\x61gent_registered\x18\x14 \x01(\x0b\x32\x1f.mensa.internal.AgentRegisteredH\x00\x12+\n\x08run_task\x18\x15 \x01(\x0b\x32\x17.mensa.internal.RunTaskH\x00\x12-\n\tkill_task\x18\x16 \x01(\x0b\x32\x18.mensa.internal.KillTaskH\x00\x12T\n\x1dstatus_update_acknowledgement\x18\x17 \x01(\x0b\x32+.mensa.internal.StatusUpdateAcknowledgementH\x00\x12?\n\x12shutdown_framework\x18\x18 \x01(\x0b\x32!.mensa.internal.ShutdownFrameworkH\x00\x12\x44\n\x15\x66ramework_to_executor\x18\x19 \x01(\x0b\x32#.mensa.internal.FrameworkToExecutorH\x00\x12\x37\n\x0eshutdown_agent\x18\x1a \x01(\x0b\x32\x1d.mensa.internal.ShutdownAgentH\x00\x12@\n\x13master_info_request\x18\x1e \x01(\x0b\x32!.mensa.internal.MasterInfoRequestH\x00\x12\x42\n\x14master_info_response\x18\x1f \x01(\x0b\x32\".mensa.internal.MasterInfoResponseH\x00\x42\t\n\x07message\"\x90\x02\n\x05\x45rror\x12(\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1a.mensa.internal.Error.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07refused\x18\x03 \x01(\t\x12!\n\x06leader\x18\x04 \x01(\x0b\x32\x11.mensa.MasterInfo\"\x97\x01\n\x04\x43ode\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0f\n\x0b\x42\x41\x44_REQUEST\x10\x01\x12\r\n\tTOO_LARGE\x10\x02\x12\x12\n\x0eNOT_SUBSCRIBED\x10\x03\x12\x12\n\x0eNOT_REGISTERED\x10\x04\x12\x10\n\x0cUNKNOWN_TASK\x10\x05\x12\x0e\n\nNOT_LEADER\x10\x06\x12\r\n\tFORBIDDEN\x10\x07\x12\t\n\x05STALE\x10\x08\"\x1f\n\x04Ping\x12\x17\n\x0ftimeout_seconds\x18\x01 \x01(\x01\"\x06\n\x04Pong\"\xb5\x01\n\rRegisterAgent\x12$\n\nagent_info\x18\x01 \x01(\x0b\x32\x10.mensa.AgentInfo\x12\x1a\n\x05tasks\x18\x02 \x03(\x0b\x32\x0b.mensa.Task\x12(\n\nframeworks\x18\x03 \x03(\x0b\x32\x14.mensa.FrameworkInfo\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x11\n\thttp_port\x18\x05 \x01(\r\x12\x14\n\x0c\x61\x64vertise_ip\x18\x06 \x01(\t\"\x98\x01\n\x0f\x41gentRegistered\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12&\n\x0bmaster_info\x18\x02 \x01(\x0b\x32\x11.mensa.MasterInfo\x12\x1d\n\x15ping_interval_seconds\x18\x03 \x01(\x01\x12\x1c\n\x14ping_timeout_seconds\x18\x04 \x01(\x01\"Q\n\x07RunTask\x12\'\n\tframework\x18\x01 \x01(\x0b\x32\x14.mensa.FrameworkInfo\x12\x1d\n\x04task\x18\x02 \x01(\x0b\x32\x0f.mensa.TaskInfo\"|\n\x08KillTask\x12(\n\x0c\x66ramework_id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\x12\x1e\n\x07task_id\x18\x02 \x01(\x0b\x32\r.mensa.TaskID\x12&\n\x0bkill_policy\x18\x03 \x01(\x0b\x32\x11.mensa.KillPolicy\"\x83\x01\n\x0cStatusUpdate\x12(\n\x0c\x66ramework_id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\x12!\n\x06status\x18\x02 \x01(\x0b\x32\x11.mensa.TaskStatus\x12&\n\x0clatest_state\x18\x03 \x01(\x0e\x32\x10.mensa.TaskState\"\x97\x01\n\x1bStatusUpdateAcknowledgement\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12(\n\x0c\x66ramework_id\x18\x02 \x01(\x0b\x32\x12.mensa.FrameworkID\x12\x1e\n\x07task_id\x18\x03 \x01(\x0b\x32\r.mensa.TaskID\x12\x0c\n\x04uuid\x18\x04 \x01(\x0c\"=\n\x11ShutdownFramework\x12(\n\x0c\x66ramework_id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\"\x97\x01\n\x13\x46rameworkToExecutor\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12(\n\x0c\x66ramework_id\x18\x02 \x01(\x0b\x32\x12.mensa.FrameworkID\x12&\n\x0b\x65xecutor_id\x18\x03 \x01(\x0b\x32\x11.mensa.ExecutorID\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\" \n\rShutdownAgent\x12\x0f\n\x07message\x18\x01 \x01(\t\"\x13\n\x11MasterInfoRequest\"p\n\x12MasterInfoResponse\x12&\n\x0bmaster_info\x18\x01 \x01(\x0b\x32\x11.mensa.MasterInfo\x12\x0f\n\x07leading\x18\x02 \x01(\x08\x12!\n\x06leader\x18\x03 \x01(\x0b\x32\x11.mensa.MasterInfo\"\xfe\x08\n\x08Registry\x12.\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1e.mensa.internal.Registry.Agent\x12>\n\x0bunreachable\x18\x02 \x03(\x0b\x32).mensa.internal.Registry.UnreachableAgent\x12=\n\x0eremoved_agents\x18\x03 \x03(\x0b\x32%.mensa.internal.Registry.RemovedAgent\x12\x36\n\nframeworks\x18\x04 \x03(\x0b\x32\".mensa.internal.Registry.Framework\x12\x45\n\x12removed_frameworks\x18\x05 \x03(\x0b\x32).mensa.internal.Registry.RemovedFramework\x12\x30\n\x07weights\x18\x06 \x03(\x0b\x32\x1f.mensa.internal.Registry.Weight\x12.\n\x06quotas\x18\x07 \x03(\x0b\x32\x1e.mensa.internal.Registry.Quota\x12;\n\x0creservations\x18\x08 \x03(\x0b\x32%.mensa.internal.Registry.Reservations\x12\x10\n\x08revision\x18\x0f \x01(\x04\x1a\x65\n\x05\x41gent\x12\x1e\n\x04info\x18\x01 \x01(\x0b\x32\x10.mensa.AgentInfo\x12\x13\n\x0b\x61\x64mitted_at\x18\x02 \x01(\x01\x12\x11\n\thttp_port\x18\x03 \x01(\r\x12\x14\n\x0c\x61\x64vertise_ip\x18\x04 \x01(\t\x1a\x41\n\x10UnreachableAgent\x12\x1e\n\x04info\x18\x01 \x01(\x0b\x32\x10.mensa.AgentInfo\x12\r\n\x05since\x18\x02 \x01(\x01\x1a>\n\x0cRemovedAgent\x12\x1a\n\x02id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12\x12\n\nremoved_at\x18\x02 \x01(\x01\x1a_\n\tFramework\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.mensa.FrameworkInfo\x12\x15\n\rregistered_at\x18\x02 \x01(\x01\x12\x17\n\x0f\x64isconnected_at\x18\x03 \x01(\x01\x1a\x46\n\x10RemovedFramework\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\x12\x12\n\nremoved_at\x18\x02 \x01(\x01\x1a&\n\x06Weight\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x1a\x81\x01\n\x05Quota\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\"\n\tguarantee\x18\x02 \x03(\x0b\x32\x0f.mensa.Resource\x12\x1e\n\x05limit\x18\x03 \x03(\x0b\x32\x0f.mensa.Resource\x12\x11\n\thas_limit\x18\x04 \x01(\x08\x12\x13\n\x0bzero_limits\x18\x05 \x03(\t\x1aT\n\x0cReservations\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12\"\n\tresources\x18\x02 \x03(\x0b\x32\x0f.mensa.Resource')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,51 +36,51 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE']._serialized_start=101
   _globals['_ENVELOPE']._serialized_end=995
   _globals['_ERROR']._serialized_start=998
-  _globals['_ERROR']._serialized_end=1259
+  _globals['_ERROR']._serialized_end=1270
   _globals['_ERROR_CODE']._serialized_start=1119
-  _globals['_ERROR_CODE']._serialized_end=1259
-  _globals['_PING']._serialized_start=1261
-  _globals['_PING']._serialized_end=1292
-  _globals['_PONG']._serialized_start=1294
-  _globals['_PONG']._serialized_end=1300
-  _globals['_REGISTERAGENT']._serialized_start=1303
-  _globals['_REGISTERAGENT']._serialized_end=1484
-  _globals['_AGENTREGISTERED']._serialized_start=1487
-  _globals['_AGENTREGISTERED']._serialized_end=1639
-  _globals['_RUNTASK']._serialized_start=1641
-  _globals['_RUNTASK']._serialized_end=1722
-  _globals['_KILLTASK']._serialized_start=1724
-  _globals['_KILLTASK']._serialized_end=1848
-  _globals['_STATUSUPDATE']._serialized_start=1851
-  _globals['_STATUSUPDATE']._serialized_end=1982
-  _globals['_STATUSUPDATEACKNOWLEDGEMENT']._serialized_start=1985
-  _globals['_STATUSUPDATEACKNOWLEDGEMENT']._serialized_end=2136
-  _globals['_SHUTDOWNFRAMEWORK']._serialized_start=2138
-  _globals['_SHUTDOWNFRAMEWORK']._serialized_end=2199
-  _globals['_FRAMEWORKTOEXECUTOR']._serialized_start=2202
-  _globals['_FRAMEWORKTOEXECUTOR']._serialized_end=2353
-  _globals['_SHUTDOWNAGENT']._serialized_start=2355
-  _globals['_SHUTDOWNAGENT']._serialized_end=2387
-  _globals['_MASTERINFOREQUEST']._serialized_start=2389
-  _globals['_MASTERINFOREQUEST']._serialized_end=2408
-  _globals['_MASTERINFORESPONSE']._serialized_start=2410
-  _globals['_MASTERINFORESPONSE']._serialized_end=2522
-  _globals['_REGISTRY']._serialized_start=2525
-  _globals['_REGISTRY']._serialized_end=3675
-  _globals['_REGISTRY_AGENT']._serialized_start=3016
-  _globals['_REGISTRY_AGENT']._serialized_end=3117
-  _globals['_REGISTRY_UNREACHABLEAGENT']._serialized_start=3119
-  _globals['_REGISTRY_UNREACHABLEAGENT']._serialized_end=3184
-  _globals['_REGISTRY_REMOVEDAGENT']._serialized_start=3186
-  _globals['_REGISTRY_REMOVEDAGENT']._serialized_end=3248
-  _globals['_REGISTRY_FRAMEWORK']._serialized_start=3250
-  _globals['_REGISTRY_FRAMEWORK']._serialized_end=3345
-  _globals['_REGISTRY_REMOVEDFRAMEWORK']._serialized_start=3347
-  _globals['_REGISTRY_REMOVEDFRAMEWORK']._serialized_end=3417
-  _globals['_REGISTRY_WEIGHT']._serialized_start=3419
-  _globals['_REGISTRY_WEIGHT']._serialized_end=3457
-  _globals['_REGISTRY_QUOTA']._serialized_start=3460
-  _globals['_REGISTRY_QUOTA']._serialized_end=3589
-  _globals['_REGISTRY_RESERVATIONS']._serialized_start=3591
-  _globals['_REGISTRY_RESERVATIONS']._serialized_end=3675
+  _globals['_ERROR_CODE']._serialized_end=1270
+  _globals['_PING']._serialized_start=1272
+  _globals['_PING']._serialized_end=1303
+  _globals['_PONG']._serialized_start=1305
+  _globals['_PONG']._serialized_end=1311
+  _globals['_REGISTERAGENT']._serialized_start=1314
+  _globals['_REGISTERAGENT']._serialized_end=1495
+  _globals['_AGENTREGISTERED']._serialized_start=1498
+  _globals['_AGENTREGISTERED']._serialized_end=1650
+  _globals['_RUNTASK']._serialized_start=1652
+  _globals['_RUNTASK']._serialized_end=1733
+  _globals['_KILLTASK']._serialized_start=1735
+  _globals['_KILLTASK']._serialized_end=1859
+  _globals['_STATUSUPDATE']._serialized_start=1862
+  _globals['_STATUSUPDATE']._serialized_end=1993
+  _globals['_STATUSUPDATEACKNOWLEDGEMENT']._serialized_start=1996
+  _globals['_STATUSUPDATEACKNOWLEDGEMENT']._serialized_end=2147
+  _globals['_SHUTDOWNFRAMEWORK']._serialized_start=2149
+  _globals['_SHUTDOWNFRAMEWORK']._serialized_end=2210
+  _globals['_FRAMEWORKTOEXECUTOR']._serialized_start=2213
+  _globals['_FRAMEWORKTOEXECUTOR']._serialized_end=2364
+  _globals['_SHUTDOWNAGENT']._serialized_start=2366
+  _globals['_SHUTDOWNAGENT']._serialized_end=2398
+  _globals['_MASTERINFOREQUEST']._serialized_start=2400
+  _globals['_MASTERINFOREQUEST']._serialized_end=2419
+  _globals['_MASTERINFORESPONSE']._serialized_start=2421
+  _globals['_MASTERINFORESPONSE']._serialized_end=2533
+  _globals['_REGISTRY']._serialized_start=2536
+  _globals['_REGISTRY']._serialized_end=3686
+  _globals['_REGISTRY_AGENT']._serialized_start=3027
+  _globals['_REGISTRY_AGENT']._serialized_end=3128
+  _globals['_REGISTRY_UNREACHABLEAGENT']._serialized_start=3130
+  _globals['_REGISTRY_UNREACHABLEAGENT']._serialized_end=3195
+  _globals['_REGISTRY_REMOVEDAGENT']._serialized_start=3197
+  _globals['_REGISTRY_REMOVEDAGENT']._serialized_end=3259
+  _globals['_REGISTRY_FRAMEWORK']._serialized_start=3261
+  _globals['_REGISTRY_FRAMEWORK']._serialized_end=3356
+  _globals['_REGISTRY_REMOVEDFRAMEWORK']._serialized_start=3358
+  _globals['_REGISTRY_REMOVEDFRAMEWORK']._serialized_end=3428
+  _globals['_REGISTRY_WEIGHT']._serialized_start=3430
+  _globals['_REGISTRY_WEIGHT']._serialized_end=3468
+  _globals['_REGISTRY_QUOTA']._serialized_start=3471
+  _globals['_REGISTRY_QUOTA']._serialized_end=3600
+  _globals['_REGISTRY_RESERVATIONS']._serialized_start=3602
+  _globals['_REGISTRY_RESERVATIONS']._serialized_end=3686
 # @@protoc_insertion_point(module_scope)

@@ -57,6 +57,7 @@ class Error(_message.Message):
         UNKNOWN_TASK: _ClassVar[Error.Code]
         NOT_LEADER: _ClassVar[Error.Code]
         FORBIDDEN: _ClassVar[Error.Code]
+        STALE: _ClassVar[Error.Code]
     UNKNOWN: Error.Code
     BAD_REQUEST: Error.Code
     TOO_LARGE: Error.Code
@@ -65,6 +66,7 @@ class Error(_message.Message):
     UNKNOWN_TASK: Error.Code
     NOT_LEADER: Error.Code
     FORBIDDEN: Error.Code
+    STALE: Error.Code
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]

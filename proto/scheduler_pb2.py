@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mensa.proto import mensa_pb2 as mensa_dot_proto_dot_mensa__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmensa/proto/scheduler.proto\x12\x0fmensa.scheduler\x1a\x17mensa/proto/mensa.proto\"\xee\x07\n\x05\x45vent\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.mensa.scheduler.Event.Type\x12\x35\n\nsubscribed\x18\x02 \x01(\x0b\x32!.mensa.scheduler.Event.Subscribed\x12-\n\x06offers\x18\x03 \x01(\x0b\x32\x1d.mensa.scheduler.Event.Offers\x12/\n\x07rescind\x18\x04 \x01(\x0b\x32\x1e.mensa.scheduler.Event.Rescind\x12-\n\x06update\x18\x05 \x01(\x0b\x32\x1d.mensa.scheduler.Event.Update\x12/\n\x07message\x18\x06 \x01(\x0b\x32\x1e.mensa.scheduler.Event.Message\x12/\n\x07\x66\x61ilure\x18\x07 \x01(\x0b\x32\x1e.mensa.scheduler.Event.Failure\x12+\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1c.mensa.scheduler.Event.Error\x1a\x82\x01\n\nSubscribed\x12(\n\x0c\x66ramework_id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12&\n\x0bmaster_info\x18\x03 \x01(\x0b\x32\x11.mensa.MasterInfo\x1a&\n\x06Offers\x12\x1c\n\x06offers\x18\x01 \x03(\x0b\x32\x0c.mensa.Offer\x1a+\n\x07Rescind\x12 \n\x08offer_id\x18\x01 \x01(\x0b\x32\x0e.mensa.OfferID\x1a+\n\x06Update\x12!\n\x06status\x18\x01 \x01(\x0b\x32\x11.mensa.TaskStatus\x1a\x61\n\x07Message\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12&\n\x0b\x65xecutor_id\x18\x02 \x01(\x0b\x32\x11.mensa.ExecutorID\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x1a\x63\n\x07\x46\x61ilure\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12&\n\x0b\x65xecutor_id\x18\x02 \x01(\x0b\x32\x11.mensa.ExecutorID\x12\x0e\n\x06status\x18\x03 \x01(\x05\x1a\x18\n\x05\x45rror\x12\x0f\n\x07message\x18\x01 \x01(\t\"|\n\x04Type\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0e\n\nSUBSCRIBED\x10\x01\x12\n\n\x06OFFERS\x10\x02\x12\x0b\n\x07RESCIND\x10\x03\x12\n\n\x06UPDATE\x10\x04\x12\x0b\n\x07MESSAGE\x10\x05\x12\x0b\n\x07\x46\x41ILURE\x10\x06\x12\t\n\x05\x45RROR\x10\x07\x12\r\n\tHEARTBEAT\x10\x08\"\xe5\x0c\n\x04\x43\x61ll\x12(\n\x0c\x66ramework_id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.mensa.scheduler.Call.Type\x12\x32\n\tsubscribe\x18\x03 \x01(\x0b\x32\x1f.mensa.scheduler.Call.Subscribe\x12,\n\x06\x61\x63\x63\x65pt\x18\x04 \x01(\x0b\x32\x1c.mensa.scheduler.Call.Accept\x12.\n\x07\x64\x65\x63line\x18\x05 \x01(\x0b\x32\x1d.mensa.scheduler.Call.Decline\x12(\n\x04kill\x18\x06 \x01(\x0b\x32\x1a.mensa.scheduler.Call.Kill\x12\x30\n\x08shutdown\x18\x07 \x01(\x0b\x32\x1e.mensa.scheduler.Call.Shutdown\x12\x36\n\x0b\x61\x63knowledge\x18\x08 \x01(\x0b\x32!.mensa.scheduler.Call.Acknowledge\x12\x32\n\treconcile\x18\t \x01(\x0b\x32\x1f.mensa.scheduler.Call.Reconcile\x12.\n\x07message\x18\n \x01(\x0b\x32\x1d.mensa.scheduler.Call.Message\x12,\n\x06revive\x18\x0f \x01(\x0b\x32\x1c.mensa.scheduler.Call.Revive\x12\x30\n\x08suppress\x18\x10 \x01(\x0b\x32\x1e.mensa.scheduler.Call.Suppress\x1aS\n\tSubscribe\x12,\n\x0e\x66ramework_info\x18\x01 \x01(\x0b\x32\x14.mensa.FrameworkInfo\x12\x18\n\x10suppressed_roles\x18\x02 \x03(\t\x1ax\n\x06\x41\x63\x63\x65pt\x12!\n\toffer_ids\x18\x01 \x03(\x0b\x32\x0e.mensa.OfferID\x12*\n\noperations\x18\x02 \x03(\x0b\x32\x16.mensa.Offer.Operation\x12\x1f\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x0e.mensa.Filters\x1aM\n\x07\x44\x65\x63line\x12!\n\toffer_ids\x18\x01 \x03(\x0b\x32\x0e.mensa.OfferID\x12\x1f\n\x07\x66ilters\x18\x02 \x01(\x0b\x32\x0e.mensa.Filters\x1a\x17\n\x06Revive\x12\r\n\x05roles\x18\x01 \x03(\t\x1a\x19\n\x08Suppress\x12\r\n\x05roles\x18\x01 \x03(\t\x1ap\n\x04Kill\x12\x1e\n\x07task_id\x18\x01 \x01(\x0b\x32\r.mensa.TaskID\x12 \n\x08\x61gent_id\x18\x02 \x01(\x0b\x32\x0e.mensa.AgentID\x12&\n\x0bkill_policy\x18\x03 \x01(\x0b\x32\x11.mensa.KillPolicy\x1aT\n\x08Shutdown\x12&\n\x0b\x65xecutor_id\x18\x01 \x01(\x0b\x32\x11.mensa.ExecutorID\x12 \n\x08\x61gent_id\x18\x02 \x01(\x0b\x32\x0e.mensa.AgentID\x1a]\n\x0b\x41\x63knowledge\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12\x1e\n\x07task_id\x18\x02 \x01(\x0b\x32\r.mensa.TaskID\x12\x0c\n\x04uuid\x18\x03 \x01(\x0c\x1a\x8a\x01\n\tReconcile\x12\x33\n\x05tasks\x18\x01 \x03(\x0b\x32$.mensa.scheduler.Call.Reconcile.Task\x1aH\n\x04Task\x12\x1e\n\x07task_id\x18\x01 \x01(\x0b\x32\r.mensa.TaskID\x12 \n\x08\x61gent_id\x18\x02 \x01(\x0b\x32\x0e.mensa.AgentID\x1a\x61\n\x07Message\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12&\n\x0b\x65xecutor_id\x18\x02 \x01(\x0b\x32\x11.mensa.ExecutorID\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xb5\x01\n\x04Type\x12\x0b\n\x07UNKNOWN\x10\x00\x12\r\n\tSUBSCRIBE\x10\x01\x12\x0c\n\x08TEARDOWN\x10\x02\x12\n\n\x06\x41\x43\x43\x45PT\x10\x03\x12\x0b\n\x07\x44\x45\x43LINE\x10\x04\x12\n\n\x06REVIVE\x10\x05\x12\x08\n\x04KILL\x10\x06\x12\x0c\n\x08SHUTDOWN\x10\x07\x12\x0f\n\x0b\x41\x43KNOWLEDGE\x10\x08\x12\r\n\tRECONCILE\x10\t\x12\x0b\n\x07MESSAGE\x10\n\x12\x0b\n\x07REQUEST\x10\x0b\x12\x0c\n\x08SUPPRESS\x10\x0c')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmensa/proto/scheduler.proto\x12\x0fmensa.scheduler\x1a\x17mensa/proto/mensa.proto\"\xbb\x08\n\x05\x45vent\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.mensa.scheduler.Event.Type\x12\x35\n\nsubscribed\x18\x02 \x01(\x0b\x32!.mensa.scheduler.Event.Subscribed\x12-\n\x06offers\x18\x03 \x01(\x0b\x32\x1d.mensa.scheduler.Event.Offers\x12/\n\x07rescind\x18\x04 \x01(\x0b\x32\x1e.mensa.scheduler.Event.Rescind\x12-\n\x06update\x18\x05 \x01(\x0b\x32\x1d.mensa.scheduler.Event.Update\x12/\n\x07message\x18\x06 \x01(\x0b\x32\x1e.mensa.scheduler.Event.Message\x12/\n\x07\x66\x61ilure\x18\x07 \x01(\x0b\x32\x1e.mensa.scheduler.Event.Failure\x12+\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1c.mensa.scheduler.Event.Error\x1a\x82\x01\n\nSubscribed\x12(\n\x0c\x66ramework_id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12&\n\x0bmaster_info\x18\x03 \x01(\x0b\x32\x11.mensa.MasterInfo\x1a&\n\x06Offers\x12\x1c\n\x06offers\x18\x01 \x03(\x0b\x32\x0c.mensa.Offer\x1a+\n\x07Rescind\x12 \n\x08offer_id\x18\x01 \x01(\x0b\x32\x0e.mensa.OfferID\x1a+\n\x06Update\x12!\n\x06status\x18\x01 \x01(\x0b\x32\x11.mensa.TaskStatus\x1a\x61\n\x07Message\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12&\n\x0b\x65xecutor_id\x18\x02 \x01(\x0b\x32\x11.mensa.ExecutorID\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x1a\x63\n\x07\x46\x61ilure\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12&\n\x0b\x65xecutor_id\x18\x02 \x01(\x0b\x32\x11.mensa.ExecutorID\x12\x0e\n\x06status\x18\x03 \x01(\x05\x1a\x18\n\x05\x45rror\x12\x0f\n\x07message\x18\x01 \x01(\t\"\xc8\x01\n\x04Type\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0e\n\nSUBSCRIBED\x10\x01\x12\n\n\x06OFFERS\x10\x02\x12\x0b\n\x07RESCIND\x10\x03\x12\n\n\x06UPDATE\x10\x04\x12\x0b\n\x07MESSAGE\x10\x05\x12\x0b\n\x07\x46\x41ILURE\x10\x06\x12\t\n\x05\x45RROR\x10\x07\x12\r\n\tHEARTBEAT\x10\x08\x12\x12\n\x0eINVERSE_OFFERS\x10\t\x12\x19\n\x15RESCIND_INVERSE_OFFER\x10\n\x12\x1b\n\x17UPDATE_OPERATION_STATUS\x10\x0b\"\xee\r\n\x04\x43\x61ll\x12(\n\x0c\x66ramework_id\x18\x01 \x01(\x0b\x32\x12.mensa.FrameworkID\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.mensa.scheduler.Call.Type\x12\x32\n\tsubscribe\x18\x03 \x01(\x0b\x32\x1f.mensa.scheduler.Call.Subscribe\x12,\n\x06\x61\x63\x63\x65pt\x18\x04 \x01(\x0b\x32\x1c.mensa.scheduler.Call.Accept\x12.\n\x07\x64\x65\x63line\x18\x05 \x01(\x0b\x32\x1d.mensa.scheduler.Call.Decline\x12(\n\x04kill\x18\x06 \x01(\x0b\x32\x1a.mensa.scheduler.Call.Kill\x12\x30\n\x08shutdown\x18\x07 \x01(\x0b\x32\x1e.mensa.scheduler.Call.Shutdown\x12\x36\n\x0b\x61\x63knowledge\x18\x08 \x01(\x0b\x32!.mensa.scheduler.Call.Acknowledge\x12\x32\n\treconcile\x18\t \x01(\x0b\x32\x1f.mensa.scheduler.Call.Reconcile\x12.\n\x07message\x18\n \x01(\x0b\x32\x1d.mensa.scheduler.Call.Message\x12,\n\x06revive\x18\x0f \x01(\x0b\x32\x1c.mensa.scheduler.Call.Revive\x12\x30\n\x08suppress\x18\x10 \x01(\x0b\x32\x1e.mensa.scheduler.Call.Suppress\x1aS\n\tSubscribe\x12,\n\x0e\x66ramework_info\x18\x01 \x01(\x0b\x32\x14.mensa.FrameworkInfo\x12\x18\n\x10suppressed_roles\x18\x02 \x03(\t\x1ax\n\x06\x41\x63\x63\x65pt\x12!\n\toffer_ids\x18\x01 \x03(\x0b\x32\x0e.mensa.OfferID\x12*\n\noperations\x18\x02 \x03(\x0b\x32\x16.mensa.Offer.Operation\x12\x1f\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x0e.mensa.Filters\x1aM\n\x07\x44\x65\x63line\x12!\n\toffer_ids\x18\x01 \x03(\x0b\x32\x0e.mensa.OfferID\x12\x1f\n\x07\x66ilters\x18\x02 \x01(\x0b\x32\x0e.mensa.Filters\x1a\x17\n\x06Revive\x12\r\n\x05roles\x18\x01 \x03(\t\x1a\x19\n\x08Suppress\x12\r\n\x05roles\x18\x01 \x03(\t\x1ap\n\x04Kill\x12\x1e\n\x07task_id\x18\x01 \x01(\x0b\x32\r.mensa.TaskID\x12 \n\x08\x61gent_id\x18\x02 \x01(\x0b\x32\x0e.mensa.AgentID\x12&\n\x0bkill_policy\x18\x03 \x01(\x0b\x32\x11.mensa.KillPolicy\x1aT\n\x08Shutdown\x12&\n\x0b\x65xecutor_id\x18\x01 \x01(\x0b\x32\x11.mensa.ExecutorID\x12 \n\x08\x61gent_id\x18\x02 \x01(\x0b\x32\x0e.mensa.AgentID\x1a]\n\x0b\x41\x63knowledge\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12\x1e\n\x07task_id\x18\x02 \x01(\x0b\x32\r.mensa.TaskID\x12\x0c\n\x04uuid\x18\x03 \x01(\x0c\x1a\x8a\x01\n\tReconcile\x12\x33\n\x05tasks\x18\x01 \x03(\x0b\x32$.mensa.scheduler.Call.Reconcile.Task\x1aH\n\x04Task\x12\x1e\n\x07task_id\x18\x01 \x01(\x0b\x32\r.mensa.TaskID\x12 \n\x08\x61gent_id\x18\x02 \x01(\x0b\x32\x0e.mensa.AgentID\x1a\x61\n\x07Message\x12 \n\x08\x61gent_id\x18\x01 \x01(\x0b\x32\x0e.mensa.AgentID\x12&\n\x0b\x65xecutor_id\x18\x02 \x01(\x0b\x32\x11.mensa.ExecutorID\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xbe\x02\n\x04Type\x12\x0b\n\x07UNKNOWN\x10\x00\x12\r\n\tSUBSCRIBE\x10\x01\x12\x0c\n\x08TEARDOWN\x10\x02\x12\n\n\x06\x41\x43\x43\x45PT\x10\x03\x12\x0b\n\x07\x44\x45\x43LINE\x10\x04\x12\n\n\x06REVIVE\x10\x05\x12\x08\n\x04KILL\x10\x06\x12\x0c\n\x08SHUTDOWN\x10\x07\x12\x0f\n\x0b\x41\x43KNOWLEDGE\x10\x08\x12\r\n\tRECONCILE\x10\t\x12\x0b\n\x07MESSAGE\x10\n\x12\x0b\n\x07REQUEST\x10\x0b\x12\x0c\n\x08SUPPRESS\x10\x0c\x12\x19\n\x15\x41\x43\x43\x45PT_INVERSE_OFFERS\x10\r\x12\x1a\n\x16\x44\x45\x43LINE_INVERSE_OFFERS\x10\x0e\x12 \n\x1c\x41\x43KNOWLEDGE_OPERATION_STATUS\x10\x0f\x12\x18\n\x14RECONCILE_OPERATIONS\x10\x10\x12\x14\n\x10UPDATE_FRAMEWORK\x10\x11')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mensa.proto.scheduler_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENT']._serialized_start=74
-  _globals['_EVENT']._serialized_end=1080
+  _globals['_EVENT']._serialized_end=1157
   _globals['_EVENT_SUBSCRIBED']._serialized_start=468
   _globals['_EVENT_SUBSCRIBED']._serialized_end=598
   _globals['_EVENT_OFFERS']._serialized_start=600
@@ -48,32 +48,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT_FAILURE']._serialized_end=928
   _globals['_EVENT_ERROR']._serialized_start=930
   _globals['_EVENT_ERROR']._serialized_end=954
-  _globals['_EVENT_TYPE']._serialized_start=956
-  _globals['_EVENT_TYPE']._serialized_end=1080
-  _globals['_CALL']._serialized_start=1083
-  _globals['_CALL']._serialized_end=2720
-  _globals['_CALL_SUBSCRIBE']._serialized_start=1665
-  _globals['_CALL_SUBSCRIBE']._serialized_end=1748
-  _globals['_CALL_ACCEPT']._serialized_start=1750
-  _globals['_CALL_ACCEPT']._serialized_end=1870
-  _globals['_CALL_DECLINE']._serialized_start=1872
-  _globals['_CALL_DECLINE']._serialized_end=1949
-  _globals['_CALL_REVIVE']._serialized_start=1951
-  _globals['_CALL_REVIVE']._serialized_end=1974
-  _globals['_CALL_SUPPRESS']._serialized_start=1976
-  _globals['_CALL_SUPPRESS']._serialized_end=2001
-  _globals['_CALL_KILL']._serialized_start=2003
-  _globals['_CALL_KILL']._serialized_end=2115
-  _globals['_CALL_SHUTDOWN']._serialized_start=2117
-  _globals['_CALL_SHUTDOWN']._serialized_end=2201
-  _globals['_CALL_ACKNOWLEDGE']._serialized_start=2203
-  _globals['_CALL_ACKNOWLEDGE']._serialized_end=2296
-  _globals['_CALL_RECONCILE']._serialized_start=2299
-  _globals['_CALL_RECONCILE']._serialized_end=2437
-  _globals['_CALL_RECONCILE_TASK']._serialized_start=2365
-  _globals['_CALL_RECONCILE_TASK']._serialized_end=2437
+  _globals['_EVENT_TYPE']._serialized_start=957
+  _globals['_EVENT_TYPE']._serialized_end=1157
+  _globals['_CALL']._serialized_start=1160
+  _globals['_CALL']._serialized_end=2934
+  _globals['_CALL_SUBSCRIBE']._serialized_start=1742
+  _globals['_CALL_SUBSCRIBE']._serialized_end=1825
+  _globals['_CALL_ACCEPT']._serialized_start=1827
+  _globals['_CALL_ACCEPT']._serialized_end=1947
+  _globals['_CALL_DECLINE']._serialized_start=1949
+  _globals['_CALL_DECLINE']._serialized_end=2026
+  _globals['_CALL_REVIVE']._serialized_start=2028
+  _globals['_CALL_REVIVE']._serialized_end=2051
+  _globals['_CALL_SUPPRESS']._serialized_start=2053
+  _globals['_CALL_SUPPRESS']._serialized_end=2078
+  _globals['_CALL_KILL']._serialized_start=2080
+  _globals['_CALL_KILL']._serialized_end=2192
+  _globals['_CALL_SHUTDOWN']._serialized_start=2194
+  _globals['_CALL_SHUTDOWN']._serialized_end=2278
+  _globals['_CALL_ACKNOWLEDGE']._serialized_start=2280
+  _globals['_CALL_ACKNOWLEDGE']._serialized_end=2373
+  _globals['_CALL_RECONCILE']._serialized_start=2376
+  _globals['_CALL_RECONCILE']._serialized_end=2514
+  _globals['_CALL_RECONCILE_TASK']._serialized_start=2442
+  _globals['_CALL_RECONCILE_TASK']._serialized_end=2514
   _globals['_CALL_MESSAGE']._serialized_start=730
   _globals['_CALL_MESSAGE']._serialized_end=827
-  _globals['_CALL_TYPE']._serialized_start=2539
-  _globals['_CALL_TYPE']._serialized_end=2720
+  _globals['_CALL_TYPE']._serialized_start=2616
+  _globals['_CALL_TYPE']._serialized_end=2934
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,9 @@ class Event(_message.Message):
         FAILURE: _ClassVar[Event.Type]
         ERROR: _ClassVar[Event.Type]
         HEARTBEAT: _ClassVar[Event.Type]
+        INVERSE_OFFERS: _ClassVar[Event.Type]
+        RESCIND_INVERSE_OFFER: _ClassVar[Event.Type]
+        UPDATE_OPERATION_STATUS: _ClassVar[Event.Type]
     UNKNOWN: Event.Type
     SUBSCRIBED: Event.Type
     OFFERS: Event.Type
@@ -30,6 +33,9 @@ class Event(_message.Message):
     FAILURE: Event.Type
     ERROR: Event.Type
     HEARTBEAT: Event.Type
+    INVERSE_OFFERS: Event.Type
+    RESCIND_INVERSE_OFFER: Event.Type
+    UPDATE_OPERATION_STATUS: Event.Type
     class Subscribed(_message.Message):
         __slots__ = ("framework_id", "heartbeat_interval_seconds", "master_info")
         FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +118,11 @@ class Call(_message.Message):
         MESSAGE: _ClassVar[Call.Type]
         REQUEST: _ClassVar[Call.Type]
         SUPPRESS: _ClassVar[Call.Type]
+        ACCEPT_INVERSE_OFFERS: _ClassVar[Call.Type]
+        DECLINE_INVERSE_OFFERS: _ClassVar[Call.Type]
+        ACKNOWLEDGE_OPERATION_STATUS: _ClassVar[Call.Type]
+        RECONCILE_OPERATIONS: _ClassVar[Call.Type]
+        UPDATE_FRAMEWORK: _ClassVar[Call.Type]
     UNKNOWN: Call.Type
     SUBSCRIBE: Call.Type
     TEARDOWN: Call.Type
@@ -125,6 +136,11 @@ class Call(_message.Message):
     MESSAGE: Call.Type
     REQUEST: Call.Type
     SUPPRESS: Call.Type
+    ACCEPT_INVERSE_OFFERS: Call.Type
+    DECLINE_INVERSE_OFFERS: Call.Type
+    ACKNOWLEDGE_OPERATION_STATUS: Call.Type
+    RECONCILE_OPERATIONS: Call.Type
+    UPDATE_FRAMEWORK: Call.Type
     class Subscribe(_message.Message):
         __slots__ = ("framework_info", "suppressed_roles")
         FRAMEWORK_INFO_FIELD_NUMBER: _ClassVar[int]
