@@ -14,6 +14,8 @@
   starts at ``offset + len(data.encode())``); ``offset=-1`` returns the file's size as
   ``offset`` and no data, for tailing.
 * ``GET /files/download?path=FILE`` -> the file's raw bytes.
+* ``GET /metrics/snapshot`` (Mesos's ``slave/...`` names, JSON) and ``GET /metrics`` (Prometheus
+  text, ``mensa_agent_*``): see ``metrics.py`` and ``metrics_http.py``.
 
 Paths (absolute, or relative to the work dir) must lie in the sandboxes tree
 ``<work-dir>/agents`` once symlinks are resolved: ``..``, paths outside it and symlinks out of it
@@ -30,11 +32,14 @@ import json
 import os
 import pwd
 import stat
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import tornado.web
 
+from mensa.agent.metrics import AgentMetrics
+from mensa.agent.metrics_http import metrics_routes
 from mensa.agent.state import AgentState
 from mensa.agent.tasks import TaskRecord
 from mensa.proto import mensa_pb2
@@ -385,10 +390,14 @@ def make_app(
     master: str,
     containerizers: Sequence[object] = (),
     usage: UsageProbe | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> tornado.web.Application:
-    """Returns the agent's tornado application."""
+    """Returns the agent's tornado application. ``metrics`` is the service's (``AgentService.
+    metrics``); without it, uptime counts from now and completions are counted at each scrape."""
     files = {"work_dir": state.config.work_dir}
     state_args = {"state": state, "master": master, "containerizers": containerizers, "usage": usage}
+    if metrics is None:
+        metrics = AgentMetrics(started_at=time.time())
     return tornado.web.Application(
         [
             (r"/health", HealthHandler),
@@ -396,5 +405,6 @@ def make_app(
             (r"/files/browse(?:\.json)?", FilesBrowseHandler, files),
             (r"/files/read(?:\.json)?", FilesReadHandler, files),
             (r"/files/download(?:\.json)?", FilesDownloadHandler, files),
+            *metrics_routes(state, metrics),
         ]
     )

@@ -261,7 +261,7 @@ async def _serve(args: argparse.Namespace, master: MasterDetector) -> int:
         raise
     containerizers = await _containerizers(args)
     service = AgentService(config, master, containerizers)
-    app = make_app(service.state, str(master), containerizers, service.usage)
+    app = make_app(service.state, str(master), containerizers, service.usage, metrics=service.metrics)
     server = tornado.httpserver.HTTPServer(app)
     server.add_sockets(sockets)
     log.info("http_listening", ip=args.ip, http_port=http_port)

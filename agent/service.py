@@ -82,6 +82,7 @@ from mensa.agent.events import (
 )
 from mensa.agent.health import HealthCheckResult, RunHealthCheck
 from mensa.agent.health_probes import ContainerExec, ExecIn, run_probe
+from mensa.agent.metrics import AgentMetrics
 from mensa.agent.sandbox import InvalidTask, create_sandbox
 from mensa.agent.state import AgentCommand, AgentConfig, AgentEvent, AgentState
 from mensa.agent.status_updates import TaskKey
@@ -141,6 +142,8 @@ class AgentService:
         )
         self.master: Endpoint | None = master if isinstance(master, Endpoint) else None
         self.state = AgentState(config)
+        # Counts for /metrics (agent/metrics.py); uptime from now.
+        self.metrics = AgentMetrics(started_at=wall_clock())
         self.store = (
             CheckpointStore(config.work_dir, background_removal=True) if config.checkpoint else None
         )
@@ -336,6 +339,7 @@ class AgentService:
             self._execute(command)
         if batch:
             self._checkpoint(batch, refused)
+        self.metrics.observe_completed(self.state.completed)
         for key, error in refused.items():
             log.error("task_not_launched", framework_id=key[0], task_id=key[1],
                       reason="its checkpoint could not be written", error=error)

@@ -98,6 +98,7 @@ def register_agent(
     agent.version = msg.version
     agent.missed_pings = 0
     agent.awaiting_pong = False
+    agent.last_seen = now
     agent.next_ping_at = now + state.config.agent_ping_timeout
     state.peer_agent[peer] = agent.agent_id
 

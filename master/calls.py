@@ -164,6 +164,8 @@ def remove_framework(
     for task in list(framework.tasks.values()):
         if not is_terminal(task.state):
             task.state = mensa_pb2.TASK_KILLED
+            if not task.released:
+                state.metrics.task_completed("killed")
             task.statuses.append(master_status(
                 task.task_id, mensa_pb2.TASK_KILLED, now, reason=Status.REASON_FRAMEWORK_REMOVED,
                 message=f"framework removed: {reason}", agent_id=task.agent_id))
@@ -203,14 +205,17 @@ def _refuse_seconds(filters: mensa_pb2.Filters, has_filters: bool) -> float:
 
 def _owned_offers(
     state: MasterState, framework: FrameworkRecord, offer_ids: list[str]
-) -> tuple[list[OutstandingOffer], list[str]]:
-    """Splits offer ids into this framework's outstanding offers and errors about the rest."""
+) -> tuple[list[OutstandingOffer], list[str], bool]:
+    """Splits offer ids into this framework's outstanding offers and errors about the rest;
+    the flag says whether every error is only an offer that is gone (a race, not a mistake)."""
     offers: list[OutstandingOffer] = []
     errors: list[str] = []
+    only_gone = True
     seen: set[str] = set()
     for offer_id in offer_ids:
         if offer_id in seen:
             errors.append(f"offer {offer_id} is named twice")
+            only_gone = False
             continue
         seen.add(offer_id)
         offer = state.offers.get(offer_id)
@@ -219,9 +224,10 @@ def _owned_offers(
             errors.append(f"offer {offer_id} {why.value}" if why else f"offer {offer_id!r} is unknown")
         elif offer.framework_id != framework.framework_id:
             errors.append(f"offer {offer_id} was not made to this framework")
+            only_gone = False
         else:
             offers.append(offer)
-    return offers, errors
+    return offers, errors, only_gone
 
 
 def accept(
@@ -231,12 +237,14 @@ def accept(
     acc = call.accept
     refuse = _refuse_seconds(acc.filters, acc.HasField("filters"))
     launches = [t for op in acc.operations if op.type == Operation.LAUNCH for t in op.launch.task_infos]
-    offers, errors = _owned_offers(state, framework, [o.value for o in acc.offer_ids])
+    offers, errors, stale = _owned_offers(state, framework, [o.value for o in acc.offer_ids])
     if not acc.offer_ids:
         errors.append("ACCEPT names no offers")
+        stale = False
     agent_ids = {o.agent_id for o in offers}
     if len(agent_ids) > 1:
         errors.append(f"offers are from more than one agent ({', '.join(sorted(agent_ids))})")
+        stale = False
     agent = state.agents.get(next(iter(agent_ids))) if len(agent_ids) == 1 else None
     if offers and agent is None and not errors:
         errors.append("the offers' agent is gone")
@@ -244,6 +252,7 @@ def accept(
     sends: list[Send] = []
     for offer in offers:  # Valid offers named in an ACCEPT are used up, whatever else is wrong.
         state.offers.retire(offer.offer_id, Retired.USED)
+        state.metrics.offer_to_accept.observe(now - offer.created_at)
     state.counters.offers_accepted += len(offers)
     if errors:
         message = "; ".join(errors)
@@ -255,7 +264,8 @@ def accept(
         for task in launches:
             sends += _task_refused(state, framework, task, dropped, Status.REASON_INVALID_OFFERS,
                                    f"invalid offers: {message}", now)
-        sends.append(state.reject(framework.peer, f"ACCEPT refused: {message}", refused="call:ACCEPT"))
+        sends.append(state.reject(framework.peer, f"ACCEPT refused: {message}", refused="call:ACCEPT",
+                                  code=ErrorCode.STALE if stale else ErrorCode.BAD_REQUEST))
         return sends
     assert agent is not None
     offer_roles = {offer.role for offer in offers}
@@ -383,6 +393,7 @@ def _task_refused(
 ) -> list[Send]:
     log.warning("task_refused", framework_id=framework.framework_id, task_id=task.task_id.value,
                 state=mensa_pb2.TaskState.Name(task_state), reason=message)
+    state.metrics.task_completed(mensa_pb2.TaskState.Name(task_state))
     status = master_status(task.task_id.value, task_state, now, reason=reason, message=message,
                            agent_id=task.agent_id.value or None)
     event = Event(type=Event.UPDATE)
@@ -396,7 +407,7 @@ def decline(
     """DECLINE: returns the offers' resources, filtered from this framework for refuse_seconds."""
     dec = call.decline
     refuse = _refuse_seconds(dec.filters, dec.HasField("filters"))
-    offers, errors = _owned_offers(state, framework, [o.value for o in dec.offer_ids])
+    offers, errors, stale = _owned_offers(state, framework, [o.value for o in dec.offer_ids])
     for offer in offers:
         state.offers.retire(offer.offer_id, Retired.DECLINED)
         state.allocator.recover(offer.agent_id, offer.framework_id, offer.resources, refuse, now,
@@ -404,7 +415,8 @@ def decline(
         state.counters.offers_declined += 1
     state.allocation_pending = True
     if errors:
-        return [state.reject(framework.peer, "DECLINE: " + "; ".join(errors), refused="call:DECLINE")]
+        return [state.reject(framework.peer, "DECLINE: " + "; ".join(errors), refused="call:DECLINE",
+                             code=ErrorCode.STALE if stale else ErrorCode.BAD_REQUEST)]
     return []
 
 

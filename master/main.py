@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zk-session-timeout", type=float, default=10.0,
                         help="ZooKeeper session timeout in seconds; a leader that loses its session "
                         "stops leading, and a standby takes over after at most this long")
+    parser.add_argument("--http-stream-buffer-bytes", type=int, default=8 * 1024 * 1024,
+                        help="bytes an HTTP scheduler's event stream may have waiting to be written; "
+                        "a scheduler that stops reading is disconnected beyond that (default 8 MiB)")
     parser.add_argument("--agent-reregister-timeout", type=float, default=600.0,
                         help="seconds after election within which agents known from the registry must "
                         "re-register before they are marked unreachable (Mesos's default: 10 minutes)")
@@ -56,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
                  "zk_session_timeout", "agent_reregister_timeout"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"--{name.replace('_', '-')} must be positive")
+    if args.http_stream_buffer_bytes < 1024:
+        raise SystemExit("--http-stream-buffer-bytes must be at least 1024")
     if not args.offer_timeout >= 0:  # also NaN
         raise SystemExit("--offer-timeout must be 0 (never) or a positive number of seconds")
     try:
@@ -86,5 +91,8 @@ def run(args: argparse.Namespace) -> int:
         zk=args.zk,
         zk_session_timeout=args.zk_session_timeout,
         agent_reregister_timeout=args.agent_reregister_timeout,
+        http_stream_buffer_bytes=args.http_stream_buffer_bytes,
+        flags={name: str(value) for name, value in sorted(vars(args).items())
+               if value is not None and not callable(value)},
     )
     return asyncio.run(serve(opts))

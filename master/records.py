@@ -1,7 +1,8 @@
 """What the master knows about agents, frameworks and tasks (plain records, no behaviour).
 
 ``MasterState`` owns these; ``master/http`` renders them. A peer is the opaque routing handle the
-shell uses to reach a process (a ZeroMQ identity today; an HTTP stream later).
+shell uses to reach a process: a ZeroMQ routing identity (``bytes``), or a ``ConnectionPeer`` such
+as a subscriber of the HTTP scheduler API.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from mensa.proto.resources import Resources
 from mensa.proto.states import TERMINAL_STATES, is_terminal
 
 Peer = Hashable
+
+
+class ConnectionPeer:
+    """A peer whose liveness is its connection (an HTTP scheduler stream): the shell reports
+    ``PeerUnreachable`` the moment the connection closes, so the master does not judge it by
+    silence the way it judges a ZeroMQ scheduler, which sends nothing between calls."""
+
+    __slots__ = ()
 
 __all__ = ["TERMINAL_STATES", "AgentRecord", "FrameworkRecord", "TaskRecord", "is_terminal"]
 
@@ -45,6 +54,8 @@ class TaskRecord:
     # The uuid of the terminal update from the agent; its acknowledgement retires the task.
     terminal_uuid: bytes | None = None
     launched_at: float = 0.0
+    # When the master first heard that the task runs (for the launch-to-running latency).
+    running_at: float | None = None
     # The role its resources were allocated under (the offer's), when known.
     role: str | None = None
 
@@ -70,6 +81,8 @@ class AgentRecord:
     missed_pings: int = 0
     awaiting_pong: bool = False
     next_ping_at: float = 0.0
+    # When it last registered or answered a ping.
+    last_seen: float = 0.0
     reregistered_at: float | None = None
     # (framework_id, task_id) of the tasks on this agent the master considers live.
     tasks: set[tuple[str, str]] = field(default_factory=set)

@@ -25,7 +25,7 @@ import struct
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -36,7 +36,9 @@ from mensa.deploy.runtime import write_endpoints
 from mensa.master import registry
 from mensa.master.allocator import Allocator
 from mensa.master.election import Contender, Leadership
+from mensa.master.http.scheduler_api import CallOutcome, SchedulerStream
 from mensa.master.http.server import start_http
+from mensa.master.records import Peer
 from mensa.master.state import MasterConfig, MasterState, PeerUnreachable, Received, Send
 from mensa.master.stores import FileStore, RegistryStore, RegistryUnavailable
 from mensa.proto import internal_pb2, mensa_pb2
@@ -79,6 +81,10 @@ class MasterOptions:
     zk: str | None = None
     zk_session_timeout: float = 10.0
     agent_reregister_timeout: float = 600.0
+    # Bytes an HTTP scheduler's event stream may have waiting to be written before it is closed.
+    http_stream_buffer_bytes: int = 8 * 1024 * 1024
+    # The flags as given (for /flags).
+    flags: dict[str, str] = field(default_factory=dict)
 
 
 def _master_info(opts: MasterOptions, zmq_port: int, http_port: int) -> mensa_pb2.MasterInfo:
@@ -113,6 +119,9 @@ class MasterService:
         self.sock, self.zmq_port = bind_router(self.ctx, opts.ip, opts.port, opts.max_message_bytes)
         # Sends go through a synchronous shadow of the same socket: a ROUTER never blocks on send.
         self.out = zmq.Socket.shadow(self.sock.underlying)
+        # Open subscriptions of the HTTP scheduler API, by Mesos-Stream-Id.
+        self.streams: dict[str, SchedulerStream] = {}
+        self._background: set[asyncio.Future[None]] = set()
         self.http_server, self.http_port = start_http(self, opts.ip, opts.http_port)
         self.info = _master_info(opts, self.zmq_port, self.http_port)
         # Set while this master leads (and is not paused); None otherwise.
@@ -276,6 +285,8 @@ class MasterService:
         was = self.role
         self.state = None
         self.role = "standby"
+        for stream in list(self.streams.values()):
+            stream.close()  # HTTP schedulers reconnect, and are redirected to the next leader
         self.elected_at = None
         self._term += 1
         self.log.warning("leadership_lost", reason=reason, was=was)
@@ -323,6 +334,14 @@ class MasterService:
             self._step_down("no ZooKeeper answer within the lease", release=True)
             return
         self._send_all(state, sends, now)
+        self._close_orphan_streams(state)
+
+    def _close_orphan_streams(self, state: MasterState) -> None:
+        """Ends the event streams of frameworks that were torn down or removed."""
+        for stream in list(self.streams.values()):
+            if stream.started and not stream.closed and stream not in state.peer_framework:
+                stream.log.info("scheduler_stream_closed", reason="the framework is no longer subscribed")
+                stream.close()
 
     async def operate(self, operation: Callable[[MasterState, float], list[Send]]) -> bool:
         """Runs an operator's change on the state (under the loop's lock, like a batch), then
@@ -335,7 +354,7 @@ class MasterService:
             now = time.time()
             sends = operation(state, now)
             if state.allocation_pending:
-                sends += state.allocate(now)
+                sends += self._allocate(state, now)
             await self._commit(state, sends, now)
             return self.state is state
 
@@ -362,6 +381,69 @@ class MasterService:
             err.message = "this master does not lead and no leader is known yet; ask again shortly"
         return Send(peer, internal_pb2.Envelope(error=err))
 
+    def _allocate(self, state: MasterState, now: float) -> list[Send]:
+        """Runs an allocation pass, timing it for /metrics."""
+        started = time.perf_counter()
+        sends = state.allocate(now)
+        state.metrics.allocation.observe(time.perf_counter() - started)
+        return sends
+
+    # -- the HTTP scheduler API ----------------------------------------------------------------
+
+    async def scheduler_call(self, peer: SchedulerStream, call: Any) -> CallOutcome:
+        """Handles a Call that arrived over HTTP exactly as one from ZeroMQ; the Call handler's
+        refusals come back (answered on the call's HTTP response), everything else is sent."""
+        async with self._lock:
+            state = self.state if self.leading else None
+            if state is None:
+                return CallOutcome(leading=False)
+            if peer.closed:
+                # The client went away while the call waited: a SUBSCRIBE must not take the
+                # framework over from its live scheduler for a dead connection.
+                gone = internal_pb2.Error(code=internal_pb2.Error.BAD_REQUEST,
+                                          message="the connection closed before the call was handled")
+                return CallOutcome(leading=True, errors=[gone])
+            now = time.time()
+            try:
+                sends = state.handle(Received(peer, internal_pb2.Envelope(call=call)), now)
+            except Exception:  # A bug must not take the master down; the caller hears of it.
+                self.log.exception("message_handling_failed", kind="call", transport="http")
+                err = internal_pb2.Error(code=internal_pb2.Error.UNKNOWN,
+                                         message="internal error while handling the call")
+                return CallOutcome(leading=True, errors=[err])
+            replies = [s for s in sends if s.peer is peer and s.envelope.HasField("error")]
+            sends = [s for s in sends if not (s.peer is peer and s.envelope.HasField("error"))]
+            # A call naming an offer or agent that is gone is a race, not a mistake: Mesos
+            # answers 202 (the state logged it; the tasks' TASK_DROPPED/LOST updates follow).
+            errors = [s.envelope.error for s in replies if s.envelope.error.code != internal_pb2.Error.STALE]
+            try:
+                if state.allocation_pending:
+                    sends += self._allocate(state, now)
+                await self._commit(state, sends, now)
+            except Exception:
+                self.log.exception("batch_failed", messages=len(sends), transport="http")
+            return CallOutcome(leading=self.state is state, errors=errors)
+
+    def stream_lost(self, stream: SchedulerStream) -> None:
+        """An HTTP scheduler's connection closed: its framework is disconnected."""
+        self.streams.pop(stream.stream_id, None)
+        if self._loop is not None and not self._stopping.is_set():
+            task = asyncio.ensure_future(self._peer_gone(stream))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _peer_gone(self, peer: Peer) -> None:
+        async with self._lock:
+            state = self.state if self.leading else None
+            if state is None:
+                return
+            now = time.time()
+            try:
+                sends = state.handle(PeerUnreachable(peer), now)
+                await self._commit(state, sends, now)
+            except Exception:
+                self.log.exception("peer_gone_failed")
+
     # -- receiving ---------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
@@ -385,7 +467,7 @@ class MasterService:
                         self._send_all(None, sends, now)
                         continue
                     if state.allocation_pending:
-                        sends += state.allocate(now)
+                        sends += self._allocate(state, now)
                     await self._commit(state, sends, now)
                 except Exception:  # The loop must outlive a bug; the next batch starts afresh.
                     self.log.exception("batch_failed", messages=len(sends))
@@ -432,7 +514,7 @@ class MasterService:
                     sends = state.tick(now)
                     if now >= next_allocation or state.allocation_pending:
                         next_allocation = now + self.opts.allocation_interval
-                        sends += state.allocate(now)
+                        sends += self._allocate(state, now)
                     await self._commit(state, sends, now)
                 except Exception:
                     self.log.exception("timer_failed")
@@ -458,9 +540,13 @@ class MasterService:
 
     def _send_all(self, state: MasterState | None, sends: list[Send], now: float) -> None:
         while sends:
-            unreachable: list[bytes] = []
+            unreachable: list[Peer] = []
             for send in sends:
                 peer = send.peer
+                if isinstance(peer, SchedulerStream):
+                    if not peer.deliver(send.envelope):
+                        unreachable.append(peer)
+                    continue
                 if not isinstance(peer, bytes):
                     continue
                 try:
@@ -476,7 +562,7 @@ class MasterService:
             if state is None:
                 return
             for peer in dict.fromkeys(unreachable):
-                self.log.info("peer_unreachable", peer=peer.hex())
+                self.log.info("peer_unreachable", peer=peer.hex() if isinstance(peer, bytes) else repr(peer))
                 sends += state.handle(PeerUnreachable(peer), now)
 
 

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 import structlog
 
 from mensa.master.allocator import Allocator
+from mensa.master.metrics import MasterMetrics, message_kind
 from mensa.master.offers import OfferBook, Retired
 from mensa.master.records import (
     AgentRecord,
+    ConnectionPeer,
     FrameworkRecord,
     Peer,
     Reason,
@@ -137,6 +139,7 @@ class MasterState:
         self.peer_agent: dict[Peer, str] = {}
         self.peer_framework: dict[Peer, str] = {}
         self.counters = Counters()
+        self.metrics = MasterMetrics()
         self.allocation_pending = False
         self._next = {"framework": 0, "agent": 0, "offer": 0}
 
@@ -160,6 +163,7 @@ class MasterState:
         if isinstance(event, PeerUnreachable):
             return self._peer_unreachable(event.peer, now)
         envelope = event.envelope
+        self.metrics.message_received(message_kind(envelope))
         kind = envelope.WhichOneof("message")
         if kind == "call":
             from mensa.master.calls import handle_call
@@ -205,6 +209,7 @@ class MasterState:
             agent = self.agents[agent_id]
             agent.awaiting_pong = False
             agent.missed_pings = 0
+            agent.last_seen = now
             return []
         framework_id = self.peer_framework.get(peer)
         if framework_id is not None:
@@ -255,6 +260,12 @@ class MasterState:
         self.counters.status_updates += 1
         status.agent_id.value = agent_id
         latest = msg.latest_state if msg.HasField("latest_state") else status.state
+        if (task.running_at is None and mensa_pb2.TASK_RUNNING in (status.state, latest)
+                and task.state != mensa_pb2.TASK_RUNNING):
+            # The first word that a task this master launched runs (one it learned of running
+            # from an agent's report is not timed).
+            task.running_at = now
+            self.metrics.launch_to_running.observe(now - task.launched_at)
         if not is_terminal(task.state):
             task.state = latest
         if not task.statuses or task.statuses[-1].uuid != status.uuid:
@@ -278,6 +289,7 @@ class MasterState:
         if task.released:
             return
         task.released = True
+        self.metrics.task_completed(mensa_pb2.TaskState.Name(task.state))
         agent = self.agents.get(task.agent_id)
         if agent is not None:
             agent.tasks.discard((task.framework_id, task.task_id))
@@ -340,7 +352,7 @@ class MasterState:
         silence = cfg.heartbeat_interval * cfg.framework_silence_intervals
         for framework in list(self.frameworks.values()):
             if framework.connected:
-                if now - framework.last_seen > silence:
+                if now - framework.last_seen > silence and not isinstance(framework.peer, ConnectionPeer):
                     sends += self.disconnect_framework(framework, now, f"silent for {silence:g}s")
                 elif now >= framework.next_heartbeat_at and framework.peer is not None:
                     framework.next_heartbeat_at = now + cfg.heartbeat_interval

@@ -10,7 +10,7 @@ from __future__ import annotations
 import structlog
 
 from mensa.master.records import FrameworkRecord, TaskRecord, TaskState, is_terminal
-from mensa.master.state import Event, MasterState, Send, master_status
+from mensa.master.state import ErrorCode, Event, MasterState, Send, master_status
 from mensa.proto import internal_pb2, mensa_pb2, scheduler_pb2
 
 log = structlog.get_logger(__name__)
@@ -63,7 +63,7 @@ def acknowledge(
         return [state.reject(framework.peer, "ACKNOWLEDGE without a uuid", refused="call:ACKNOWLEDGE")]
     if agent is None:
         return [state.reject(framework.peer, f"ACKNOWLEDGE for unknown agent {ack.agent_id.value!r}",
-                             refused="call:ACKNOWLEDGE")]
+                             refused="call:ACKNOWLEDGE", code=ErrorCode.STALE)]
     task = framework.tasks.get(ack.task_id.value)
     if task is not None and task.terminal_uuid == ack.uuid and is_terminal(task.state):
         framework.complete(task)
@@ -148,7 +148,7 @@ def message(
     agent = state.agents.get(msg.agent_id.value)
     if agent is None:
         return [state.reject(framework.peer, f"MESSAGE for unknown agent {msg.agent_id.value!r}",
-                             refused="call:MESSAGE")]
+                             refused="call:MESSAGE", code=ErrorCode.STALE)]
     out = internal_pb2.FrameworkToExecutor(data=msg.data)
     out.agent_id.value = agent.agent_id
     out.framework_id.value = framework.framework_id

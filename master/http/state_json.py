@@ -16,6 +16,10 @@ from mensa.proto import mensa_pb2
 from mensa.proto.attributes import attributes_json
 from mensa.proto.resources import Resources
 
+# The task states /state-summary counts per agent and framework (Mesos's keys).
+SUMMARY_STATES = ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
+                  "TASK_KILLED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_UNREACHABLE")
+
 
 def _status(status: mensa_pb2.TaskStatus) -> dict[str, Any]:
     out: dict[str, Any] = {
@@ -115,6 +119,7 @@ def agent_json(state: MasterState, agent: AgentRecord) -> dict[str, Any]:
         "reserved_resources": {},
         "registered_time": agent.registered_at,
         "reregistered_time": agent.reregistered_at,
+        "last_seen": agent.last_seen,
         "active": True,
         "version": agent.version,
         "tasks": len(agent.tasks),
@@ -190,32 +195,83 @@ def state_json(state: MasterState, *, started_at: float, elected_at: float | Non
     }
 
 
-def metrics_json(state: MasterState) -> dict[str, float]:
-    """Returns Mesos-style metric names and values for /metrics/snapshot."""
-    c = state.counters
-    live = sum(len(f.tasks) for f in state.frameworks.values())
-    by_state: dict[str, int] = {}
+def _task_counts() -> dict[str, int]:
+    return dict.fromkeys(SUMMARY_STATES, 0)
+
+
+def state_summary_json(state: MasterState, *, cluster: str = "") -> dict[str, Any]:
+    """Returns /state-summary: every agent and framework with its resources and its task counts
+    by state (live tasks and the completed ones the master remembers), no task listed.
+
+    Dashboards poll it, so it costs one pass over the tasks and no JSON per task.
+    """
+    agent_counts = {agent_id: _task_counts() for agent_id in state.agents}
+    agent_frameworks: dict[str, set[str]] = {agent_id: set() for agent_id in state.agents}
+    agent_used = {agent_id: Resources.empty() for agent_id in state.agents}
+    frameworks = []
     for framework in state.frameworks.values():
-        for task in framework.tasks.values():
-            name = mensa_pb2.TaskState.Name(task.state).lower()
-            by_state[name] = by_state.get(name, 0) + 1
-    out: dict[str, float] = {
-        "master/elected": 1,
-        "master/agents_active": len(state.agents),
-        "master/agent_removals": c.agents_removed,
-        "master/frameworks_connected": sum(1 for f in state.frameworks.values() if f.connected),
-        "master/frameworks_disconnected": sum(1 for f in state.frameworks.values() if not f.connected),
-        "master/outstanding_offers": len(state.offers),
-        "master/offers_sent": c.offers_sent,
-        "master/offers_accepted": c.offers_accepted,
-        "master/offers_declined": c.offers_declined,
-        "master/offers_rescinded": c.offers_rescinded,
-        "master/tasks_launched": c.tasks_launched,
-        "master/tasks_invalid": c.tasks_invalid,
-        "master/tasks_live": live,
-        "master/status_updates": c.status_updates,
-        "master/invalid_messages": c.invalid_messages,
+        counts = _task_counts()
+        agent_ids: set[str] = set()
+        used = Resources.empty()
+        for tasks in (framework.tasks.values(), framework.completed):
+            for task in tasks:
+                name = mensa_pb2.TaskState.Name(task.state)
+                if name in counts:
+                    counts[name] += 1
+                    if task.agent_id in agent_counts:
+                        agent_counts[task.agent_id][name] += 1
+                if task.agent_id in agent_frameworks and not task.released:
+                    agent_frameworks[task.agent_id].add(framework.framework_id)
+                    agent_ids.add(task.agent_id)
+                    agent_used[task.agent_id] = agent_used[task.agent_id] + task.resources
+                    used = used + task.resources
+        offered = Resources.empty()
+        for offer in state.offers.for_framework(framework.framework_id):
+            offered = offered + offer.resources
+        info = framework.info
+        frameworks.append({
+            "id": framework.framework_id,
+            "name": info.name,
+            "pid": "",
+            "hostname": info.hostname,
+            "webui_url": info.webui_url,
+            "user": info.user,
+            "role": info.role or "*",
+            "roles": framework.roles,
+            "capabilities": [mensa_pb2.FrameworkInfo.Capability.Type.Name(c.type)
+                             for c in info.capabilities],
+            "active": framework.connected,
+            "connected": framework.connected,
+            "recovered": framework.recovered,
+            "used_resources": used.to_json(),
+            "offered_resources": offered.to_json(),
+            **counts,
+            "agent_ids": sorted(agent_ids),
+            "slave_ids": sorted(agent_ids),
+        })
+    agents = []
+    for agent in state.agents.values():
+        reserved = agent.total.reserved()
+        agents.append({
+            "id": agent.agent_id,
+            "pid": f"agent@{agent.ip or agent.hostname}:{agent.http_port}",
+            "hostname": agent.hostname,
+            "resources": agent.total.to_json(),
+            "used_resources": agent_used[agent.agent_id].to_json(),
+            "offered_resources": state.offers.offered_on(agent.agent_id).to_json(),
+            "reserved_resources": {role: reserved.filter_roles((role,)).to_json()
+                                   for role in sorted(reserved.roles())},
+            "unreserved_resources": agent.total.unreserved().to_json(),
+            "attributes": attributes_json(agent.info.attributes),
+            "active": True,
+            "version": agent.version,
+            **agent_counts[agent.agent_id],
+            "framework_ids": sorted(agent_frameworks[agent.agent_id]),
+        })
+    return {
+        "hostname": state.config.master_info.hostname,
+        "cluster": cluster,
+        "agents": agents,
+        "slaves": agents,
+        "frameworks": frameworks,
     }
-    for name, count in by_state.items():
-        out[f"master/{name}"] = count
-    return out

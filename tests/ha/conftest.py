@@ -13,9 +13,11 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from ha_cluster import HACluster
 
 from mensa.deploy.zookeeper import ZooKeeperEnsemble, zookeeper_missing
 
@@ -113,3 +115,14 @@ def zk_connect(zk_ensemble: ZooKeeperEnsemble) -> Iterator[Callable[..., Any]]:
     yield make
     for client in clients:
         close(client)
+
+
+@pytest.fixture
+def ha(tmp_path: Path, zk_uri: str, request: pytest.FixtureRequest) -> Iterator[HACluster]:
+    """Masters and agents contending through the test's ZooKeeper path (see ha_cluster.py)."""
+    cluster = HACluster(tmp_path, zk_uri)
+    yield cluster
+    cluster.shutdown()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(cluster.dump_logs())

@@ -6,10 +6,8 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from ha_cluster import HACluster, redirect_of
 from mensa_cluster import wait_until
 from mensa_recorder import Recorder, task
@@ -23,16 +21,6 @@ from mensa.proto.zk import parse_master_info
 
 PA = mensa_pb2.FrameworkInfo.Capability.PARTITION_AWARE
 RECONCILIATION = mensa_pb2.TaskStatus.REASON_RECONCILIATION
-
-
-@pytest.fixture
-def ha(tmp_path: Path, zk_uri: str, request: pytest.FixtureRequest) -> Iterator[HACluster]:
-    cluster = HACluster(tmp_path, zk_uri)
-    yield cluster
-    cluster.shutdown()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(cluster.dump_logs())
 
 
 def scheduler(ha: HACluster, *, failover_timeout: float = 3600.0, framework_id: str = "",
