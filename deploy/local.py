@@ -83,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
                 *log_flags), agent_dir).start()
             started.append(agent)
         _wait_agents(http, args.agents)
-        print(f"\nMensa is up: master {address}, HTTP {http}/state, {args.agents} agents.")
-        print(f"Files and logs in {root}.  Try: mensa state --master {address}\n", flush=True)
+        print(f"\nMensa is up: master {address}, {args.agents} agents. Dashboard: {http}/")
+        print(f"Mesos scheduler API: {http}/api/v1/scheduler   Metrics: {http}/metrics")
+        print(f"Files and logs in {root}.  Try: mensa top --master {address}\n", flush=True)
         scheduler = None
         if args.scheduler:
             scheduler = ManagedProcess("scheduler", mensa_argv(
