@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import tornado.web
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
 
 from mensa.agent.metrics import COMPLETED_STATES, LIVE_STATES, SCALARS, AgentMetrics, agent_metrics_json
 from mensa.agent.state import AgentState
+from mensa.deploy.prometheus import prometheus_text
 
 GAUGES = (  # snapshot key -> Prometheus gauge
     ("slave/uptime_secs", "mensa_agent_uptime_seconds", "Seconds since the agent started."),
@@ -59,23 +56,6 @@ def agent_families(snapshot: dict[str, float]) -> list[Metric]:
                               value=snapshot[f"slave/{scalar}_percent"]),
         ]
     return families
-
-
-class _Families(Collector):
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self._families
-
-
-def prometheus_text(families: list[Metric], accept: str | None = None) -> tuple[bytes, str]:
-    """Renders families through a private registry in the format ``accept`` asks for (the
-    classic text format by default); returns the body and its content type."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(registry), content_type
 
 
 class _MetricsHandler(tornado.web.RequestHandler):

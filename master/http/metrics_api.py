@@ -40,21 +40,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import tornado.web
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from mensa.deploy.prometheus import prometheus_text
 from mensa.master.http.metrics_snapshot import (
     COMPLETED_STATES,
     LIVE_STATES,
@@ -158,26 +156,6 @@ def master_families(snapshot: dict[str, float], metrics: MasterMetrics | None) -
     for field_name, name, documentation in HISTOGRAMS:
         families.append(histogram_family(name, documentation, getattr(metrics, field_name)))
     return families
-
-
-class _Families(Collector):
-    """A collector that yields families built beforehand (one scrape's worth)."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self._families
-
-
-def prometheus_text(families: list[Metric], accept: str | None = None) -> tuple[bytes, str]:
-    """Renders families through a private registry in the format the ``Accept`` header asks for
-    (prometheus-client's negotiation: the classic text format, ``text/plain; version=0.0.4``, unless
-    the scraper asks for text 1.0.0 or OpenMetrics); returns the body and its content type."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(registry), content_type
 
 
 _snapshots: Recent[dict[str, float]] = Recent()

@@ -1,4 +1,5 @@
-"""A recording Scheduler for integration tests: launches what it is given, records callbacks."""
+"""Recording Schedulers for integration tests: ``Recorder`` launches what it is given and records
+every callback; ``Launcher`` launches shell commands by task id and keeps each task's state."""
 
 from __future__ import annotations
 
@@ -128,3 +129,44 @@ def running(cluster: Cluster, **info: Any) -> Iterator[tuple[Recorder, Scheduler
     finally:
         driver.stop()
         driver.join()
+
+
+class Launcher(Scheduler):
+    """Launches each of its tasks (task id -> shell command, ``resources`` each, named
+    ``<id><name_suffix>``) on the first offer it fits; records each task's latest state."""
+
+    def __init__(self, tasks: dict[str, str], resources: str = "cpus:0.1;mem:32",
+                 name_suffix: str = "") -> None:
+        self.pending = list(tasks.items())
+        self.states: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.resources = Resources.parse(resources)
+        self.name_suffix = name_suffix
+
+    def resource_offers(self, driver: SchedulerDriver, offers: list[mensa_pb2.Offer]) -> None:
+        for offer in offers:
+            left = Resources.from_proto(offer.resources)
+            chosen = []
+            with self.lock:
+                while self.pending and left.contains(self.resources):
+                    task_id, command = self.pending.pop(0)
+                    info = mensa_pb2.TaskInfo(name=f"{task_id}{self.name_suffix}")
+                    info.task_id.value = task_id
+                    info.command.value = command
+                    info.resources.extend(self.resources.to_proto())
+                    left = left - self.resources
+                    chosen.append(info)
+            if chosen:
+                driver.launch_tasks([offer.id], chosen, 0.2)
+            else:
+                driver.decline_offer([offer.id], 5)
+
+    def status_update(self, driver: SchedulerDriver, status: mensa_pb2.TaskStatus) -> None:
+        with self.lock:
+            self.states[status.task_id.value] = mensa_pb2.TaskState.Name(status.state)
+
+    def wait_state(self, task_id: str, *states: str) -> str:
+        from mensa_cluster import wait_until
+
+        return wait_until(lambda: self.states.get(task_id) in states and self.states[task_id],
+                          what=f"{task_id} in {states}")

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mensa_cluster import Cluster, wait_until
+from mensa_recorder import Launcher
 
 from mensa.deploy.processes import mensa_argv
-from mensa.frameworks import Scheduler, SchedulerDriver
+from mensa.frameworks import SchedulerDriver
 from mensa.proto import mensa_pb2
-from mensa.proto.resources import Resources
 
 
 def mensa(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -113,44 +112,6 @@ def test_state_finds_the_leader_through_zookeeper(cluster: Cluster, tmp_path: Pa
 # ``mensa agents|frameworks|tasks|top`` against a live master, an agent and a running task.
 
 
-class Launcher(Scheduler):
-    """Launches each of its tasks (id -> shell command, cpus:0.5;mem:128) on the first offer it
-    fits; records each task's latest state."""
-
-    def __init__(self, tasks: dict[str, str]) -> None:
-        self.pending = list(tasks.items())
-        self.states: dict[str, str] = {}
-        self.lock = threading.Lock()
-
-    def resource_offers(self, driver: SchedulerDriver, offers: list[mensa_pb2.Offer]) -> None:
-        for offer in offers:
-            left = Resources.from_proto(offer.resources)
-            chosen = []
-            with self.lock:
-                while self.pending and left.contains(TASK_RESOURCES):
-                    task_id, command = self.pending.pop(0)
-                    info = mensa_pb2.TaskInfo(name=f"{task_id}-name")
-                    info.task_id.value = task_id
-                    info.command.value = command
-                    info.resources.extend(TASK_RESOURCES.to_proto())
-                    left = left - TASK_RESOURCES
-                    chosen.append(info)
-            if chosen:
-                driver.launch_tasks([offer.id], chosen, 0.2)
-            else:
-                driver.decline_offer([offer.id], 5)
-
-    def status_update(self, driver: SchedulerDriver, status: mensa_pb2.TaskStatus) -> None:
-        with self.lock:
-            self.states[status.task_id.value] = mensa_pb2.TaskState.Name(status.state)
-
-    def wait_state(self, task_id: str, state: str) -> None:
-        wait_until(lambda: self.states.get(task_id) == state, what=f"{task_id} in {state}")
-
-
-TASK_RESOURCES = Resources.parse("cpus:0.5;mem:128")
-
-
 @pytest.fixture
 def busy(cluster: Cluster) -> Iterator[tuple[Cluster, str]]:
     """A master, agent1 (cpus:2;mem:1024, rack:r1) and framework "sleepers" with task "sleeper"
@@ -158,7 +119,7 @@ def busy(cluster: Cluster) -> Iterator[tuple[Cluster, str]]:
     cluster.start_master()
     cluster.start_agent("agent1", "cpus:2;mem:1024;disk:100", "--attributes", "rack:r1")
     cluster.wait_agents(1)
-    launcher = Launcher({"sleeper": "sleep 60", "quick": "true"})
+    launcher = Launcher({"sleeper": "sleep 60", "quick": "true"}, "cpus:0.5;mem:128", "-name")
     driver = SchedulerDriver(launcher, mensa_pb2.FrameworkInfo(name="sleepers", user="root"),
                              cluster.master_endpoint)
     driver.start()

@@ -4,56 +4,20 @@ output through the master and the agent's /files API."""
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from mensa_cluster import Cluster, wait_until
+from mensa_recorder import Launcher
 
 from mensa.deploy.processes import mensa_argv
-from mensa.frameworks import Scheduler, SchedulerDriver
+from mensa.frameworks import SchedulerDriver
 from mensa.proto import mensa_pb2
-from mensa.proto.resources import Resources
 
 pytestmark = pytest.mark.integration
 
 TICKS = 5
-
-
-class Launcher(Scheduler):
-    """Launches its tasks on the first offers they fit in; records each task's latest state."""
-
-    def __init__(self, tasks: dict[str, str]) -> None:
-        self.pending = list(tasks.items())
-        self.states: dict[str, str] = {}
-        self.lock = threading.Lock()
-
-    def resource_offers(self, driver: SchedulerDriver, offers: list[mensa_pb2.Offer]) -> None:
-        for offer in offers:
-            left = Resources.from_proto(offer.resources)
-            chosen = []
-            with self.lock:
-                while self.pending and left.contains(Resources.parse("cpus:0.1;mem:32")):
-                    task_id, command = self.pending.pop(0)
-                    info = mensa_pb2.TaskInfo(name=task_id)
-                    info.task_id.value = task_id
-                    info.command.value = command
-                    info.resources.extend(Resources.parse("cpus:0.1;mem:32").to_proto())
-                    left = left - Resources.parse("cpus:0.1;mem:32")
-                    chosen.append(info)
-            if chosen:
-                driver.launch_tasks([offer.id], chosen, 0.2)
-            else:
-                driver.decline_offer([offer.id], 5)
-
-    def status_update(self, driver: SchedulerDriver, status: mensa_pb2.TaskStatus) -> None:
-        with self.lock:
-            self.states[status.task_id.value] = mensa_pb2.TaskState.Name(status.state)
-
-    def wait_state(self, task_id: str, *states: str) -> str:
-        return wait_until(lambda: self.states.get(task_id) in states and self.states[task_id],
-                          what=f"{task_id} in {states}")
 
 
 @pytest.fixture

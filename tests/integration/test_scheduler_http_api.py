@@ -217,7 +217,8 @@ def test_bad_requests_get_a_4xx_with_a_reason(live: Cluster) -> None:
 
         # SUBSCRIBE needs HTTP/1.1: the events come as a chunked stream.
         raw = socket.create_connection(address(live), timeout=10)
-        body = json.dumps({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "old"}}})
+        body = json.dumps({"type": "SUBSCRIBE",
+                           "subscribe": {"framework_info": {"user": "u", "name": "old"}}})
         raw.sendall(f"POST /api/v1/scheduler HTTP/1.0\r\nContent-Type: {JSON}\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
         answer = raw.recv(65536).decode()

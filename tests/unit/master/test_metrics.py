@@ -10,8 +10,10 @@ import pytest
 from master_harness import PA, Call, Harness, task, updates_to
 from prometheus_client.parser import text_string_to_metric_families
 
-from mensa.master.http.metrics_api import Recent, master_families, prometheus_text, snapshot_of
+from mensa.deploy.prometheus import prometheus_text
+from mensa.master.http.metrics_api import master_families, snapshot_of
 from mensa.master.http.metrics_snapshot import metrics_json, standby_metrics_json
+from mensa.master.http.recent import Recent
 from mensa.master.http.state_json import state_summary_json
 from mensa.master.metrics import WINDOW, Histogram, message_kind, percentile, timer_json
 from mensa.proto import internal_pb2, mensa_pb2
