@@ -1,0 +1,127 @@
+"""/ping, /info, /leader, /metrics, and what an instance that does not lead answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from batch_api_harness import ApiHarness
+
+from mensa.frameworks.batch_fw.store import Change, FileStore, StoreError
+
+
+def test_ping_info_leader_and_metrics(tmp_path: Path) -> None:
+    api = ApiHarness.start(tmp_path)
+    try:
+        api.call("POST", "/v1/jobs", {"id": "a", "run": {"cmd": "true"}})
+        api.call("POST", "/v1/jobs/a/runs", {})
+        status, headers, body = api.call("GET", "/ping")
+        assert status == 200 and body == "pong" and headers["Content-Type"].startswith("text/plain")
+
+        info = api.call("GET", "/info")[2]
+        assert info["leading"] is True and info["name"] == "mensa-batch" and info["version"]
+
+        assert api.call("GET", "/leader")[2] == {"leader": f"127.0.0.1:{api.port}"}
+
+        metrics = api.call("GET", "/metrics")[2]
+        assert metrics["batch/leading"] == 1.0
+        assert metrics["batch/jobs"] == 1.0 and metrics["batch/runs_created"] == 1.0
+        assert metrics["batch/state_batches_written"] >= 2
+
+        status, headers, text = api.call("GET", "/metrics?format=prometheus")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        assert "mensa_batch_runs_created 1" in text.splitlines()
+        by_accept = api.call("GET", "/metrics", headers={"Accept": "text/plain"})[2]
+        assert "mensa_batch_runs_created 1" in by_accept.splitlines()
+    finally:
+        api.stop()
+
+
+def test_a_standby_redirects_the_api_to_the_leader(tmp_path: Path) -> None:
+    api = ApiHarness.start(tmp_path, leading=False, leader="10.0.0.7:9000")
+    try:
+        status, headers, body = api.call("GET", "/v1/jobs?embed=history")
+        assert status == 307
+        assert headers["Location"] == "http://10.0.0.7:9000/v1/jobs?embed=history"
+        assert body["leader"] == "10.0.0.7:9000"
+        assert api.call("POST", "/v1/jobs", {"id": "a", "run": {"cmd": "true"}})[0] == 307
+        # The instance's own endpoints answer here.
+        assert api.call("GET", "/ping")[2] == "pong"
+        assert api.call("GET", "/leader")[2] == {"leader": "10.0.0.7:9000"}
+        assert api.call("GET", "/info")[2]["leading"] is False
+        assert api.call("GET", "/metrics")[2]["batch/leading"] == 0.0
+    finally:
+        api.stop()
+
+
+def test_with_no_leader_known_the_api_answers_503(tmp_path: Path) -> None:
+    api = ApiHarness.start(tmp_path, leading=False, leader=None)
+    try:
+        status, _h, body = api.call("GET", "/v1/jobs")
+        assert status == 503 and "retry" in body["message"]
+        assert api.call("GET", "/leader")[0] == 404
+    finally:
+        api.stop()
+
+
+class BrokenStore(FileStore):
+    def commit(self, changes: Sequence[Change]) -> None:
+        raise StoreError("the disk is full")
+
+
+def test_a_state_write_that_fails_sends_nothing_and_stops_the_instance(tmp_path: Path) -> None:
+    api = ApiHarness.start(tmp_path)
+    try:
+        api.call("POST", "/v1/jobs", {"id": "a", "run": {"cmd": "true"}})
+        api.service.store = BrokenStore(tmp_path / "state")
+        api.events.clear()
+
+        status, _h, body = api.call("POST", "/v1/jobs/a/runs", {})
+
+        assert status == 503 and "disk is full" in body["message"]
+        assert api.events == []  # no Revive, no Launch: nothing acts on what was not stored
+        assert api.service.engine is None and api.service.exit_code == 1
+        assert api.call("GET", "/v1/jobs")[0] in (307, 503)  # no longer leading
+    finally:
+        api.stop()
+
+
+def test_a_503_says_whether_the_request_may_be_repeated(tmp_path: Path) -> None:
+    standby = ApiHarness.start(tmp_path / "standby", leading=False, leader=None)
+    try:
+        status, headers, _body = standby.call("POST", "/v1/jobs", {"id": "a", "run": {"cmd": "true"}})
+        assert status == 503 and headers.get("Mensa-Retry-Safe") == "true"  # nothing happened
+    finally:
+        standby.stop()
+    api = ApiHarness.start(tmp_path / "leader")
+    try:
+        api.call("POST", "/v1/jobs", {"id": "a", "run": {"cmd": "true"}})
+        api.service.store = BrokenStore(tmp_path / "leader" / "state")
+        status, headers, body = api.call("POST", "/v1/jobs/a/runs", {})
+        # The write failed after the engine took the run: it may exist; never repeat blindly.
+        assert status == 503 and "may or may not" in body["message"]
+        assert headers.get("Mensa-Retry-Safe") is None
+    finally:
+        api.stop()
+
+
+def test_an_engine_bug_rebuilds_the_engine_from_the_store(tmp_path: Path) -> None:
+    api = ApiHarness.start(tmp_path)
+    try:
+        api.call("POST", "/v1/jobs", {"id": "a", "run": {"cmd": "true"}})
+        broken = api.service.engine
+        assert broken is not None
+
+        def explode(job_id: str, now: float, trigger: str = "api") -> Any:
+            broken.jobs_by_id_half_changed = True  # what a bug might leave behind
+            raise RuntimeError("a bug in the engine")
+        broken.start_run = explode  # type: ignore[method-assign]
+
+        assert api.call("POST", "/v1/jobs/a/runs", {})[0] == 500
+        rebuilt = api.service.engine
+        assert rebuilt is not None and rebuilt is not broken  # restored from the stored records
+        assert [job.id for job in rebuilt.jobs()] == ["a"]
+        assert api.call("POST", "/v1/jobs/a/runs", {})[0] == 201
+    finally:
+        api.stop()
