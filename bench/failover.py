@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mensa.bench import standalone
 from mensa.deploy.processes import ManagedProcess, kill_processes_under, mensa_argv
 from mensa.deploy.runtime import configure_logging
 from mensa.deploy.zookeeper import ZooKeeperEnsemble
@@ -61,11 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark outside the CLI (``python -m mensa.bench.failover --agents 10``)."""
-    parser = argparse.ArgumentParser(prog="mensa bench failover", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    parser.add_argument("--log-format", choices=("console", "json"), default="console")
-    parser.add_argument("--log-level", default="warning")
-    return run(parser.parse_args(argv))
+    return standalone("failover", __doc__ or "", add_arguments, run, argv)
 
 
 # -- the scheduler -------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
-"""``mensa local``: a whole cluster on this machine, with the example scheduler.
+"""``mensa local``: a whole cluster on this machine, with the example scheduler and the batch
+framework.
 
-Starts one standalone master, N agents (each with its own port range) and the example
-``HelloScheduler``; shows the scheduler's tasks completing; stops everything it started, by pid,
-on Ctrl-C (or when the scheduler is done, with ``--exit-when-done``).
+Starts one standalone master, N agents (each with its own port range), the batch framework
+(``mensa batch``, with a sample one-off job run at once and a sample job scheduled every 10
+seconds) and the example ``HelloScheduler``; shows the scheduler's tasks completing; stops
+everything it started, by pid, on Ctrl-C (or when the scheduler is done, with
+``--exit-when-done``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=10, help="tasks the example scheduler runs")
     parser.add_argument("--scheduler", default=EXAMPLE,
                         help="MODULE:CLASS of the scheduler to run ('' for none)")
+    parser.add_argument("--batch-http-port", type=int, default=9000,
+                        help="the batch framework's REST API port (0 = any free; -1: no batch framework)")
     parser.add_argument("--exit-when-done", action="store_true",
                         help="stop the cluster once the scheduler has finished")
 
@@ -52,6 +57,45 @@ def _wait_agents(http: str, count: int, timeout: float = 30.0) -> None:
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{count} agents did not register within {timeout:g}s")
+
+
+SAMPLE_JOBS: list[dict[str, Any]] = [
+    {"id": "hello-batch", "description": "a one-off job, run when the cluster starts",
+     "run": {"cmd": "echo hello from a batch job on $HOST", "cpus": 0.1, "mem": 32}},
+    {"id": "every-ten-seconds", "description": "a scheduled job (six-field cron: seconds first)",
+     "run": {"cmd": "date", "cpus": 0.1, "mem": 32},
+     "schedules": [{"id": "tick", "cron": "*/10 * * * * *", "timezone": "UTC",
+                    "concurrencyPolicy": "FORBID", "startingDeadlineSeconds": 30}]},
+]
+
+
+def _post(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body or {}).encode()
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.load(response)
+        return answer
+
+
+def _start_batch(root: Path, address: str, port: int, log_flags: list[str]) -> tuple[ManagedProcess, str]:
+    """Starts the batch framework, submits the sample jobs and runs the one-off one."""
+    batch = ManagedProcess("batch", mensa_argv(
+        "batch", "--master", address, "--work-dir", str(root / "batch"), "--http-port", str(port),
+        *log_flags), root / "batch").start()
+    api = f"http://127.0.0.1:{batch.endpoints()['http_port']}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            for job in SAMPLE_JOBS:
+                _post(f"{api}/v1/jobs", job)
+            break
+        except OSError:  # not serving yet (or not leading yet): retry for a while
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    _post(f"{api}/v1/jobs/hello-batch/runs")
+    return batch, api
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,8 +127,17 @@ def run(args: argparse.Namespace) -> int:
                 *log_flags), agent_dir).start()
             started.append(agent)
         _wait_agents(http, args.agents)
+        batch_api = None
+        if args.batch_http_port >= 0:
+            batch, batch_api = _start_batch(root, address, args.batch_http_port, log_flags)
+            started.append(batch)
         print(f"\nMensa is up: master {address}, {args.agents} agents. Dashboard: {http}/")
         print(f"Mesos scheduler API: {http}/api/v1/scheduler   Metrics: {http}/metrics")
+        if batch_api:
+            print(f"Batch jobs (Metronome API): {batch_api}/v1/jobs - hello-batch ran once, "
+                  "every-ten-seconds runs every 10 s.")
+            print(f"  Try: mensa job list --batch {batch_api};  mensa job run --batch {batch_api} "
+                  f"--master {address} -- echo hi")
         print(f"Files and logs in {root}.  Try: mensa top --master {address}\n", flush=True)
         scheduler = None
         if args.scheduler:

@@ -138,8 +138,8 @@ def test_master_restart_agents_reregister_with_their_tasks(cluster: Cluster, tmp
 def test_local_cluster_command_runs_the_example_and_leaves_nothing_behind(tmp_path: Path) -> None:
     work = tmp_path / "local"
     proc = ManagedProcess("local", mensa_argv(
-        "local", "--work-dir", str(work), "--port", "0", "--http-port", "0", "--tasks", "4",
-        "--exit-when-done"), tmp_path).start()
+        "local", "--work-dir", str(work), "--port", "0", "--http-port", "0", "--batch-http-port", "0",
+        "--tasks", "4", "--exit-when-done"), tmp_path).start()
     try:
         assert proc.proc is not None
         assert proc.proc.wait(120) == 0, (tmp_path / "local.log").read_text()[-3000:]
@@ -148,7 +148,10 @@ def test_local_cluster_command_runs_the_example_and_leaves_nothing_behind(tmp_pa
     log = (tmp_path / "local.log").read_text()
     assert "Stopped; no process left behind." in log
     assert processes_under(work) == []
-    assert len(list(work.glob("agent*/**/stdout"))) == 4
+    assert len(list(work.glob("agent*/**/executors/hello-[0-9]*/runs/latest/stdout"))) == 4
+    # The batch framework ran its sample one-off job, once.
+    sandboxes = list(work.glob("agent*/**/executors/hello-batch.*/runs/latest/stdout"))
+    assert len(sandboxes) == 1 and "hello from a batch job" in sandboxes[0].read_text()
 
 
 def test_finished_sandboxes_are_garbage_collected_live_ones_kept(cluster: Cluster) -> None:
