@@ -10,10 +10,12 @@ therefore durable before any of its tasks launch. A write that fails leaves the 
 its store: the service logs ``batch_state_write_failed`` and stops (exit status 1) rather than
 act on state it could not keep; a restart reloads the store.
 
-Driver callbacks (offers, status updates, on the driver's thread) are handed to ``apply`` on the
-loop and wait for it: a status update is acknowledged only once what it changed is stored, so an
-update lost to a crash is delivered again. A timer calls ``engine.tick(now)`` at
-``engine.next_wakeup()`` (cron firings, deadlines, retry backoff).
+Driver callbacks (on the driver's thread) are handed to ``apply`` on the loop. Offers wait for
+it. Status updates are queued: the loop applies all that are waiting in one engine step and one
+state write, and only then acknowledges them (explicit acknowledgements), so an update lost to a
+crash is delivered again, and a burst of updates costs one fsynced write, not one each. A
+timer calls ``engine.tick(now)`` at ``engine.next_wakeup()`` (cron firings, deadlines, retry
+backoff).
 
 Becoming leader: ``store.load()`` -> ``engine.restore(records, now)`` -> the commands it returns
 (reconciliation of the runs in flight) -> the driver subscribes with the framework id kept from
@@ -35,6 +37,7 @@ import collections
 import contextlib
 import contextvars
 import socket
+import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
@@ -103,8 +106,15 @@ class BatchOptions:
     flags: dict[str, str] = field(default_factory=dict)
 
 
+def _write_order(change: Change) -> int:
+    if isinstance(change, Drop):
+        return 3
+    return 0 if change.kind == cmds.KIND_RUN else 1 if change.kind == cmds.KIND_JOB else 2
+
+
 class BatchScheduler(Scheduler):
-    """The driver's callbacks, each handed to the service's loop (and waited for)."""
+    """The driver's callbacks, each handed to the service's loop and waited for, but status
+    updates, which are queued and acknowledged after a group write (``queue_update``)."""
 
     def __init__(self, service: BatchService) -> None:
         self.service = service
@@ -131,8 +141,9 @@ class BatchScheduler(Scheduler):
 
     def status_update(self, driver: SchedulerDriver, status: mensa_pb2.TaskStatus) -> None:
         self.service.counters["status_updates"] += 1
-        # Raising here leaves the update unacknowledged: the agent sends it again.
-        self.service.from_driver(lambda now: self.service.require_engine().status_update(status, now))
+        # Queued, not waited for: the loop applies every queued update, stores their effect in
+        # one write, and only then acknowledges them (until then the agent keeps the update).
+        self.service.queue_update(status)
 
     def agent_lost(self, driver: SchedulerDriver, agent_id: mensa_pb2.AgentID) -> None:
         log.warning("batch_agent_lost", agent_id=agent_id.value)
@@ -165,6 +176,10 @@ class BatchService:
         self._background: set[asyncio.Future[Any]] = set()
         self._context = contextvars.copy_context()
         self._leader_cache: tuple[float, str | None] = (0.0, None)
+        # Status updates from the driver's thread, waiting for the next group write.
+        self._updates: list[mensa_pb2.TaskStatus] = []
+        self._updates_lock = threading.Lock()
+        self._draining = False
         self.log = log.bind(framework=opts.name)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -300,6 +315,7 @@ class BatchService:
                 BatchScheduler(self), info, opts.master,
                 zk_session_timeout=opts.zk_session_timeout,
                 framework_id_file=None if id_store else opts.work_dir / "framework_id",
+                implicit_acknowledgements=False,  # acknowledged once their effect is stored
             )
             self.framework_id = self.driver.framework_id
             self.log.info("batch_leading", records={k: len(v) for k, v in records.items()},
@@ -398,6 +414,61 @@ class BatchService:
         self.engine = engine
         await self._execute(commands)
 
+    def queue_update(self, status: mensa_pb2.TaskStatus) -> None:
+        """From the driver's thread: queues a status update for the next group write."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # not acknowledged: the agent sends it again
+        with self._updates_lock:
+            self._updates.append(status)
+            if self._draining:
+                return
+            self._draining = True
+        loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        task = asyncio.ensure_future(self._drain_updates())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _drain_updates(self) -> None:
+        """Applies every queued status update in one engine step and one state write, then
+        acknowledges them. Updates that arrive meanwhile go into the next round."""
+        try:
+            await self._drain_rounds()
+        finally:
+            with self._updates_lock:
+                self._draining = False
+                again = bool(self._updates)
+            if again and not self._stopping.is_set():  # whatever arrived after a failure
+                with self._updates_lock:
+                    self._draining = True
+                self._start_drain()
+
+    async def _drain_rounds(self) -> None:
+        while True:
+            with self._updates_lock:
+                updates, self._updates = self._updates, []
+                if not updates:
+                    return
+            def step(now: float, batch: list[mensa_pb2.TaskStatus] = updates) -> list[Any]:
+                engine = self.require_engine()
+                return [command for status in batch for command in engine.status_update(status, now)]
+            try:
+                await self.apply(step)
+            except Exception as exc:  # not stored: not acknowledged, so the agents resend
+                self.log.warning("batch_updates_not_applied", updates=len(updates), error=str(exc))
+                continue
+            self.counters["status_update_batches"] += 1
+            driver = self.driver
+            if driver is not None:
+                for status in updates:
+                    if status.uuid:
+                        try:
+                            driver.acknowledge_status_update(status)
+                        except Exception as exc:  # unacknowledged: the agent resends it
+                            self.log.warning("batch_acknowledgement_failed", error=str(exc))
+
     def from_driver(self, fn: Callable[[float], Sequence[Any] | None]) -> None:
         """From the driver's thread: applies ``fn`` on the loop and waits until it is done."""
         loop = self._loop
@@ -407,12 +478,16 @@ class BatchService:
         future.result(CALLBACK_TIMEOUT)
 
     async def _execute(self, commands: Sequence[Any]) -> None:
-        changes: list[Change] = []
+        latest: dict[tuple[str, str], Change] = {}
         for command in commands:
             if isinstance(command, cmds.Persist):
-                changes.append(Put(command.kind, command.key, command.doc))
+                latest[(command.kind, command.key)] = Put(command.kind, command.key, command.doc)
             elif isinstance(command, cmds.Forget):
-                changes.append(Drop(command.kind, command.key))
+                latest[(command.kind, command.key)] = Drop(command.kind, command.key)
+        # One write per record (the latest), runs before jobs before removals, whatever order
+        # several engine steps produced them in: a job record never reaches the store before the
+        # runs it refers to.
+        changes = sorted(latest.values(), key=_write_order)
         if changes:
             store = self.store
             assert store is not None

@@ -45,7 +45,7 @@ class RecordingDriver:
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         if name not in ("launch_tasks", "decline_offer", "kill_task", "reconcile_tasks", "revive_offers",
-                        "suppress_offers"):
+                        "suppress_offers", "acknowledge_status_update"):
             raise AttributeError(name)
 
         def record(*args: Any, **kwargs: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -123,5 +124,47 @@ def test_an_engine_bug_rebuilds_the_engine_from_the_store(tmp_path: Path) -> Non
         assert rebuilt is not None and rebuilt is not broken  # restored from the stored records
         assert [job.id for job in rebuilt.jobs()] == ["a"]
         assert api.call("POST", "/v1/jobs/a/runs", {})[0] == 201
+    finally:
+        api.stop()
+
+
+def test_status_updates_are_stored_in_one_write_then_acknowledged(tmp_path: Path) -> None:
+    from mensa.frameworks.batch_fw import commands as cmds
+    from mensa.proto import mensa_pb2
+
+    api = ApiHarness.start(tmp_path)
+    try:
+        service = api.service
+        seen: list[str] = []
+
+        def status_update(status: mensa_pb2.TaskStatus, now: float) -> list[Any]:
+            seen.append(status.task_id.value)
+            n = len(seen)
+            # Each update's step lists a job record before the run it refers to, and the same
+            # run again: the group writes each record once, runs before jobs before removals.
+            return [cmds.Persist(cmds.KIND_JOB, "j", {"n": n}), cmds.Persist(cmds.KIND_RUN, "j.r", {"n": n}),
+                    cmds.Forget(cmds.KIND_RUN, f"j.old{n}")]
+
+        def stop_and_queue() -> None:
+            assert service.engine is not None
+            service.engine.status_update = status_update  # type: ignore[method-assign]
+            for i in range(3):  # queued from "the driver", before the loop gets to drain them
+                status = mensa_pb2.TaskStatus(state=mensa_pb2.TASK_RUNNING, uuid=b"u%d" % i)
+                status.task_id.value = f"t{i}"
+                service.queue_update(status)
+
+        api.events.clear()
+        api.on_loop(stop_and_queue)
+        wait = __import__("mensa_cluster").wait_until
+        wait(lambda: len([e for e in api.events if e[0] == "acknowledge_status_update"]) == 3,
+             what="three acknowledgements")
+        commits = [e for e in api.events if e[0] == "commit"]
+        assert seen == ["t0", "t1", "t2"] and len(commits) == 1  # one write for the three
+        assert commits[0][1] == [("run", "j.r", True), ("job", "j", True), ("run", "j.old1", False),
+                                 ("run", "j.old2", False), ("run", "j.old3", False)]
+        first_ack = next(i for i, e in enumerate(api.events) if e[0] == "acknowledge_status_update")
+        assert api.events.index(commits[0]) < first_ack  # stored, then acknowledged
+        stored = json.loads((tmp_path / "state" / "run" / "j.r.json").read_text())
+        assert stored == {"n": 3}
     finally:
         api.stop()
