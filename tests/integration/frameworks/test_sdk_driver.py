@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,34 +22,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def master() -> Iterator[FakeMaster]:
-    m = FakeMaster()
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def make_driver() -> Iterator[Callable[..., SchedulerDriver]]:
-    drivers: list[SchedulerDriver] = []
-
+def make_driver(drivers: Callable[..., SchedulerDriver]) -> Callable[..., SchedulerDriver]:
     def make(scheduler: Any, address: str, **options: Any) -> SchedulerDriver:
-        settings: dict[str, Any] = {
-            "min_master_silence": 0.3,
-            "backoff_initial": 0.2,
-            "backoff_max": 0.5,
-            "flush_timeout": 0.5,
-        }
-        settings.update(options)
-        driver = SchedulerDriver(
-            scheduler, mensa_pb2.FrameworkInfo(name="test-fw"), address, **settings
-        )
-        drivers.append(driver)
-        return driver
-
-    yield make
-    for driver in drivers:
-        driver.abort()
-        assert driver.join(timeout=5) is not DriverStatus.RUNNING
+        return drivers(scheduler, address, **{"min_master_silence": 0.3, "backoff_initial": 0.2,
+                                               "backoff_max": 0.5, **options})
+    return make
 
 
 def test_subscribe_launch_acknowledge_heartbeat_teardown(

@@ -4,7 +4,6 @@ is a clear error, a TEARDOWN removes the file)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,6 @@ from mensa.frameworks import DriverStatus, SchedulerDriver
 from mensa.proto import mensa_pb2
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def master() -> Iterator[FakeMaster]:
-    m = FakeMaster()
-    yield m
-    m.close()
 
 
 def driver_for(scheduler: Any, master: FakeMaster, **options: Any) -> SchedulerDriver:

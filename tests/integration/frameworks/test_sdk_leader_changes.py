@@ -11,7 +11,6 @@ import pytest
 from sdk_fake_master import Call, Event, FakeMaster, Recorder, ScriptedDetector, offer
 
 from mensa.frameworks import DriverStatus, SchedulerDriver
-from mensa.proto import mensa_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -30,26 +29,11 @@ def masters() -> Iterator[Callable[[str], FakeMaster]]:
 
 
 @pytest.fixture
-def make_driver() -> Iterator[Callable[..., SchedulerDriver]]:
-    drivers: list[SchedulerDriver] = []
-
+def make_driver(drivers: Callable[..., SchedulerDriver]) -> Callable[..., SchedulerDriver]:
     def make(scheduler: Any, master: str | None = None, **options: Any) -> SchedulerDriver:
-        settings: dict[str, Any] = {
-            "min_master_silence": 30.0,  # silence plays no part here
-            "backoff_initial": 0.1,
-            "backoff_max": 0.3,
-            "flush_timeout": 0.5,
-        }
-        settings.update(options)
-        info = mensa_pb2.FrameworkInfo(name="ha-fw")
-        driver = SchedulerDriver(scheduler, info, master, **settings)
-        drivers.append(driver)
-        return driver
-
-    yield make
-    for driver in drivers:
-        driver.abort()
-        assert driver.join(timeout=5) is not DriverStatus.RUNNING
+        return drivers(scheduler, master, name="ha-fw",
+                       **{"min_master_silence": 30.0, **options})  # silence plays no part here
+    return make
 
 
 def test_a_standby_naming_the_leader_sends_the_driver_there(

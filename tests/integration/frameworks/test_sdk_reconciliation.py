@@ -5,7 +5,7 @@ failover that knows no tasks asks implicitly. No timings are asserted."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 from sdk_fake_master import Call, Event, FakeMaster, Recorder, offer, status
 from structlog.testing import capture_logs
 
-from mensa.frameworks import DriverStatus, SchedulerDriver
+from mensa.frameworks import SchedulerDriver
 from mensa.proto import mensa_pb2
 
 pytestmark = pytest.mark.integration
@@ -22,35 +22,12 @@ RUNNING, LOST, FINISHED = mensa_pb2.TASK_RUNNING, mensa_pb2.TASK_LOST, mensa_pb2
 
 
 @pytest.fixture
-def master() -> Iterator[FakeMaster]:
-    m = FakeMaster()
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def make_driver() -> Iterator[Callable[..., SchedulerDriver]]:
-    drivers: list[SchedulerDriver] = []
-
+def make_driver(drivers: Callable[..., SchedulerDriver]) -> Callable[..., SchedulerDriver]:
     def make(scheduler: Any, master: FakeMaster, **options: Any) -> SchedulerDriver:
-        settings: dict[str, Any] = {
+        return drivers(scheduler, master.address, name="rec-fw", **{
             "min_master_silence": 30.0,  # silence plays no part here
-            "backoff_initial": 0.1,
-            "backoff_max": 0.3,
-            "flush_timeout": 0.5,
-            "reconcile_backoff_initial": 0.2,
-            "reconcile_backoff_max": 0.4,
-        }
-        settings.update(options)
-        info = settings.pop("info", mensa_pb2.FrameworkInfo(name="rec-fw"))
-        driver = SchedulerDriver(scheduler, info, master.address, **settings)
-        drivers.append(driver)
-        return driver
-
-    yield make
-    for driver in drivers:
-        driver.abort()
-        assert driver.join(timeout=5) is not DriverStatus.RUNNING
+            "reconcile_backoff_initial": 0.2, "reconcile_backoff_max": 0.4, **options})
+    return make
 
 
 def calls_within(master: FakeMaster, seconds: float) -> list[int]:

@@ -23,13 +23,6 @@ HELLO = "mensa.frameworks.examples.hello:HelloScheduler"
 
 
 @pytest.fixture
-def master() -> Iterator[FakeMaster]:
-    m = FakeMaster()
-    yield m
-    m.close()
-
-
-@pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Any]:
     procs: list[subprocess.Popen[str]] = []
 
