@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from mensa.agent.metrics import COMPLETED_STATES, LIVE_STATES, SCALARS, AgentMetrics, agent_metrics_json
 from mensa.agent.state import AgentState
-from mensa.deploy.prometheus import prometheus_text
+from mensa.deploy.prometheus import prometheus_text, resource_families
 
 GAUGES = (  # snapshot key -> Prometheus gauge
     ("slave/uptime_secs", "mensa_agent_uptime_seconds", "Seconds since the agent started."),
@@ -45,16 +45,7 @@ def agent_families(snapshot: dict[str, float]) -> list[Metric]:
     for state in COMPLETED_STATES:
         completed.add_metric([state], snapshot[f"slave/tasks_{state}"])
     families += [tasks, completed]
-    for scalar in SCALARS:
-        unit = "" if scalar == "cpus" else " (MB)"
-        families += [
-            GaugeMetricFamily(f"mensa_agent_{scalar}_total", f"The agent's {scalar}{unit}.",
-                              value=snapshot[f"slave/{scalar}_total"]),
-            GaugeMetricFamily(f"mensa_agent_{scalar}_used", f"{scalar} used by live tasks{unit}.",
-                              value=snapshot[f"slave/{scalar}_used"]),
-            GaugeMetricFamily(f"mensa_agent_{scalar}_percent", f"Fraction of {scalar} used (0..1).",
-                              value=snapshot[f"slave/{scalar}_percent"]),
-        ]
+    families += resource_families("mensa_agent", "slave", snapshot, SCALARS, "The agent's")
     return families
 
 

@@ -8,10 +8,10 @@ the scraper asks for text 1.0.0 or OpenMetrics.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -24,6 +24,24 @@ class _Families(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._families
+
+
+def resource_families(prefix: str, key_prefix: str, snapshot: Mapping[str, float],
+                      scalars: tuple[str, ...], whose: str) -> list[Metric]:
+    """``<prefix>_<cpus|mem|disk>_<total|used|percent>`` gauges from the snapshot's
+    ``<key_prefix>/<scalar>_<total|used|percent>`` figures (mem and disk in MB)."""
+    families: list[Metric] = []
+    for scalar in scalars:
+        unit = "" if scalar == "cpus" else " (MB)"
+        families += [
+            GaugeMetricFamily(f"{prefix}_{scalar}_total", f"{whose} {scalar}{unit}.",
+                              value=snapshot[f"{key_prefix}/{scalar}_total"]),
+            GaugeMetricFamily(f"{prefix}_{scalar}_used", f"{scalar} used by live tasks{unit}.",
+                              value=snapshot[f"{key_prefix}/{scalar}_used"]),
+            GaugeMetricFamily(f"{prefix}_{scalar}_percent", f"Fraction of {scalar} used (0..1).",
+                              value=snapshot[f"{key_prefix}/{scalar}_percent"]),
+        ]
+    return families
 
 
 def prometheus_text(families: list[Metric], accept: str | None = None) -> tuple[bytes, str]:

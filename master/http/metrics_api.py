@@ -52,7 +52,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from mensa.deploy.prometheus import prometheus_text
+from mensa.deploy.prometheus import prometheus_text, resource_families
 from mensa.master.http.metrics_snapshot import (
     COMPLETED_STATES,
     LIVE_STATES,
@@ -130,16 +130,7 @@ def master_families(snapshot: dict[str, float], metrics: MasterMetrics | None) -
         GaugeMetricFamily("mensa_master_outstanding_offers", "Offers not yet accepted or declined.",
                           value=snapshot["master/outstanding_offers"]),
     ]
-    for scalar in SCALARS:
-        unit = "" if scalar == "cpus" else " (MB)"
-        families += [
-            GaugeMetricFamily(f"mensa_master_{scalar}_total", f"Agents' {scalar}{unit}.",
-                              value=snapshot[f"master/{scalar}_total"]),
-            GaugeMetricFamily(f"mensa_master_{scalar}_used", f"{scalar} used by live tasks{unit}.",
-                              value=snapshot[f"master/{scalar}_used"]),
-            GaugeMetricFamily(f"mensa_master_{scalar}_percent", f"Fraction of {scalar} used (0..1).",
-                              value=snapshot[f"master/{scalar}_percent"]),
-        ]
+    families += resource_families("mensa_master", "master", snapshot, SCALARS, "Agents'")
     for key, name, documentation in COUNTERS:
         families.append(CounterMetricFamily(name, documentation, value=snapshot[key]))
     messages = CounterMetricFamily("mensa_master_messages", "Messages received, by kind.",
