@@ -142,32 +142,26 @@ class RolesHandler(_Base):
 
 def start_http(master: MasterService, ip: str, port: int) -> tuple[tornado.httpserver.HTTPServer, int]:
     """Starts serving on ``ip:port`` (0 picks a free port); returns the server and its port."""
-    routes = [
-        (r"/health", HealthHandler),
-        (r"/version", VersionHandler),
-        (r"/flags", FlagsHandler),
-        (r"/redirect", RedirectHandler),
-        (r"/master/redirect", RedirectHandler),
-        (r"/state", StateHandler),
-        (r"/master/state", StateHandler),
-        (r"/state\.json", StateHandler),
-        (r"/roles", RolesHandler),
-    ]
     from mensa.master.http.metrics_api import metrics_routes
     from mensa.master.http.operator_api import operator_routes
     from mensa.master.http.scheduler_api import scheduler_routes
     from mensa.master.http.ui import ui_routes
 
-    handlers: list[Any] = [(path, handler, {"master": master}) for path, handler in routes]
-    documents: Recent[bytes] = Recent()
-    for entry in handlers:
-        if entry[1] is StateHandler:
-            entry[2]["documents"] = documents
-    handlers[:0] = [(p, h, {"master": master, **x}) for p, h, x in metrics_routes()]  # first: they win
-    handlers += [(path, handler, {"master": master, **extra}) for path, handler, extra in operator_routes()]
-    handlers += [(p, h, {"master": master, **x}) for p, h, x in ui_routes()]
-    handlers += [(path, handler, {"master": master, **extra}) for path, handler, extra in scheduler_routes()]
-    app = tornado.web.Application(handlers)
+    state = {"documents": Recent[bytes]()}  # one per master: its /state, reused while recent
+    routes: list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]] = [
+        (r"/health", HealthHandler, {}),
+        (r"/version", VersionHandler, {}),
+        (r"/flags", FlagsHandler, {}),
+        (r"/redirect", RedirectHandler, {}),
+        (r"/master/redirect", RedirectHandler, {}),
+        (r"/state", StateHandler, state),
+        (r"/master/state", StateHandler, state),
+        (r"/state\.json", StateHandler, state),
+        (r"/roles", RolesHandler, {}),
+        *metrics_routes(), *operator_routes(), *ui_routes(), *scheduler_routes(),
+    ]
+    app = tornado.web.Application([(path, handler, {"master": master, **extra})
+                                   for path, handler, extra in routes])
     # Bodies over the message limit are refused before they are read whole (scheduler calls
     # are checked against the exact limit, with a clear answer).
     server = tornado.httpserver.HTTPServer(app, max_body_size=master.opts.max_message_bytes + 65536)
