@@ -38,9 +38,12 @@ import structlog
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from mensa.deploy.prometheus import prometheus_text
 from mensa.frameworks.batch_fw import jobs
 from mensa.frameworks.batch_fw.engine import Conflict, NotFound
+from mensa.frameworks.batch_fw.runs import iso
 from mensa.frameworks.batch_fw.store import StoreError
 
 if TYPE_CHECKING:
@@ -164,12 +167,14 @@ class _Base(tornado.web.RequestHandler):
 class _Leading(_Base):
     """A handler that needs the engine: a standby redirects to the leader (or answers 503)."""
 
-    engine: BatchEngine
+    @property
+    def engine(self) -> BatchEngine:
+        """The service's engine now (a rebuild may have replaced the one there was before an
+        ``await``): read at each use, never kept across one."""
+        return self.service.require_engine()
 
     async def prepare(self) -> None:
-        engine = self.service.engine
-        if engine is not None:
-            self.engine = engine
+        if self.service.engine is not None:
             return
         leader = await asyncio.get_running_loop().run_in_executor(None, self.service.leader)
         if leader is not None:
@@ -213,9 +218,8 @@ class JobsHandler(_Leading):
 
     async def post(self) -> None:
         spec = jobs.parse_job(self.body_object())
-        engine = self.engine
-        await self.apply(lambda now: (None, engine.put_job(spec, now, create=True)))
-        self.write_json(engine.job_view(spec.id), status=201)
+        await self.apply(lambda now: (None, self.engine.put_job(spec, now, create=True)))
+        self.write_json(self.engine.job_view(spec.id), status=201)
 
 
 class JobHandler(_Leading):
@@ -226,15 +230,13 @@ class JobHandler(_Leading):
         doc = self.body_object()
         _same_id(doc, job_id)
         spec = jobs.parse_job(doc)
-        engine = self.engine
-        await self.apply(lambda now: (None, engine.put_job(spec, now, create=False)))
-        self.write_json(engine.job_view(job_id))
+        await self.apply(lambda now: (None, self.engine.put_job(spec, now, create=False)))
+        self.write_json(self.engine.job_view(job_id))
 
     async def delete(self, job_id: str) -> None:
         stop = self.flag("stopCurrentJobRuns")
-        engine = self.engine
-        doc = engine.job_view(job_id)
-        await self.apply(lambda now: (None, engine.delete_job(job_id, now, stop_active=stop)))
+        doc = self.engine.job_view(job_id)
+        await self.apply(lambda now: (None, self.engine.delete_job(job_id, now, stop_active=stop)))
         self.write_json(doc)
 
 
@@ -246,9 +248,8 @@ class SchedulesHandler(_Leading):
 
     async def post(self, job_id: str) -> None:
         spec = jobs.parse_schedule(self.body_object())
-        engine = self.engine
-        await self.apply(lambda now: (None, engine.put_schedule(job_id, spec, now, create=True)))
-        self.write_json(jobs.schedule_json(find_schedule(engine, job_id, spec.id)), status=201)
+        await self.apply(lambda now: (None, self.engine.put_schedule(job_id, spec, now, create=True)))
+        self.write_json(jobs.schedule_json(find_schedule(self.engine, job_id, spec.id)), status=201)
 
 
 class ScheduleHandler(_Leading):
@@ -259,14 +260,12 @@ class ScheduleHandler(_Leading):
         doc = self.body_object()
         _same_id(doc, schedule_id)
         spec = jobs.parse_schedule(doc)
-        engine = self.engine
-        await self.apply(lambda now: (None, engine.put_schedule(job_id, spec, now, create=False)))
-        self.write_json(jobs.schedule_json(find_schedule(engine, job_id, schedule_id)))
+        await self.apply(lambda now: (None, self.engine.put_schedule(job_id, spec, now, create=False)))
+        self.write_json(jobs.schedule_json(find_schedule(self.engine, job_id, schedule_id)))
 
     async def delete(self, job_id: str, schedule_id: str) -> None:
-        engine = self.engine
-        doc = jobs.schedule_json(find_schedule(engine, job_id, schedule_id))
-        await self.apply(lambda now: (None, engine.delete_schedule(job_id, schedule_id, now)))
+        doc = jobs.schedule_json(find_schedule(self.engine, job_id, schedule_id))
+        await self.apply(lambda now: (None, self.engine.delete_schedule(job_id, schedule_id, now)))
         self.write_json(doc)
 
 
@@ -277,8 +276,7 @@ class RunsHandler(_Leading):
         self.write_json(self.engine.runs(job_id, include_finished=self.flag("includeFinished")))
 
     async def post(self, job_id: str) -> None:
-        engine = self.engine
-        run = await self.apply(lambda now: engine.start_run(job_id, now, trigger="api"))
+        run = await self.apply(lambda now: self.engine.start_run(job_id, now, trigger="api"))
         self.write_json(run.to_json(), status=201)
 
 
@@ -289,9 +287,8 @@ class RunHandler(_Leading):
 
 class StopRunHandler(_Leading):
     async def post(self, job_id: str, run_id: str) -> None:
-        engine = self.engine
-        await self.apply(lambda now: (None, engine.stop_run(job_id, run_id, now)))
-        self.write_json(engine.run(job_id, run_id))
+        await self.apply(lambda now: (None, self.engine.stop_run(job_id, run_id, now)))
+        self.write_json(self.engine.run(job_id, run_id))
 
 
 class QueueHandler(_Leading):
@@ -321,7 +318,7 @@ class InfoHandler(_Base):
             "address": service.address,
             "master": service.opts.master,
             "zk": service.opts.zk,
-            "startedAt": _iso(service.started_at),
+            "startedAt": iso(service.started_at),
             # Stored records the last restore could not read: kept untouched, their tasks
             # reconciled, never killed; an operator repairs them and restarts the leader.
             "problems": service.engine.problems() if service.engine is not None else [],
@@ -341,9 +338,11 @@ class MetricsHandler(_Base):
     def get(self) -> None:
         metrics = metrics_snapshot(self.service)
         fmt = self.get_query_argument("format", "")
-        if fmt == "prometheus" or (not fmt and "text/plain" in self.request.headers.get("Accept", "")):
-            self.set_header("Content-Type", "text/plain; version=0.0.4")
-            self.finish(prometheus_text(metrics))
+        accept = self.request.headers.get("Accept", "")
+        if fmt == "prometheus" or (not fmt and "text/plain" in accept):
+            body, content_type = prometheus_text(metric_families(metrics), accept)
+            self.set_header("Content-Type", content_type)
+            self.finish(body)
             return
         self.write_json(metrics)
 
@@ -363,17 +362,21 @@ def metrics_snapshot(service: BatchService) -> dict[str, float]:
     return out
 
 
-def prometheus_text(metrics: dict[str, float]) -> str:
-    lines = []
-    for name, value in metrics.items():
-        metric = "mensa_" + name.replace("/", "_").replace(".", "_")
-        lines.append(f"# TYPE {metric} gauge")
-        lines.append(f"{metric} {value:g}")
-    return "\n".join(lines) + "\n"
+# Figures that go up and down; every other one is a count since the instance started.
+GAUGES = frozenset({"leading", "uptime_secs", "jobs", "runs_active", "runs_waiting", "tasks_reconciling",
+                    "tasks_killing", "records_unreadable", "tasks_held"})
 
 
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
+def metric_families(metrics: dict[str, float]) -> list[Metric]:
+    """The snapshot as Prometheus families: ``batch/x`` becomes ``mensa_batch_x`` (a gauge) or
+    ``mensa_batch_x_total`` (a counter)."""
+    families: list[Metric] = []
+    for key, value in metrics.items():
+        short = key.removeprefix("batch/")
+        name = "mensa_batch_" + short.replace("/", "_").replace(".", "_")
+        family = GaugeMetricFamily if short in GAUGES else CounterMetricFamily
+        families.append(family(name, f"The batch framework's {short.replace('_', ' ')}.", value=value))
+    return families
 
 
 # -- wiring ----------------------------------------------------------------------------------------

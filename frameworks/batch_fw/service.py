@@ -316,6 +316,7 @@ class BatchService:
                 zk_session_timeout=opts.zk_session_timeout,
                 framework_id_file=None if id_store else opts.work_dir / "framework_id",
                 implicit_acknowledgements=False,  # acknowledged once their effect is stored
+                auto_reconcile=False,  # the engine reconciles its runs' tasks (engine.subscribed)
             )
             self.framework_id = self.driver.framework_id
             self.log.info("batch_leading", records={k: len(v) for k, v in records.items()},

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_api_harness import ApiHarness
+from prometheus_client.parser import text_string_to_metric_families
 
 from mensa.frameworks.batch_fw.store import Change, FileStore, StoreError
 
@@ -32,9 +33,13 @@ def test_ping_info_leader_and_metrics(tmp_path: Path) -> None:
 
         status, headers, text = api.call("GET", "/metrics?format=prometheus")
         assert status == 200 and headers["Content-Type"].startswith("text/plain")
-        assert "mensa_batch_runs_created 1" in text.splitlines()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families["mensa_batch_runs_created"].type == "counter"
+        assert families["mensa_batch_runs_created"].samples[0].value == 1.0
+        assert families["mensa_batch_jobs"].type == "gauge"
         by_accept = api.call("GET", "/metrics", headers={"Accept": "text/plain"})[2]
-        assert "mensa_batch_runs_created 1" in by_accept.splitlines()
+        assert "mensa_batch_runs_created_total 1.0" in by_accept.splitlines()
+        assert info["startedAt"].endswith("+0000")  # as every other time in the API
     finally:
         api.stop()
 
