@@ -36,15 +36,12 @@ from mensa.deploy.views import (
     parse_states,
     render_state,
     select_tasks,
-    table,
     tasks_table,
 )
 from mensa.proto.detector import MasterUnreachable, resolve_leader
 
-__all__ = ["StateSource", "add_arguments", "fetch_state", "leader_http", "quiet_kazoo", "render", "run",
-           "table"]
-
-render = render_state  # ``mensa state``'s report, kept under its old name
+__all__ = ["StateSource", "add_arguments", "add_master_arguments", "fetch_state", "leader_http",
+           "quiet_kazoo", "run", "silence_stdout", "write_stdout"]
 
 
 def add_master_arguments(parser: argparse.ArgumentParser, json_help: str) -> None:
@@ -82,8 +79,6 @@ def leader_http(master: str, timeout: float = 5.0) -> str:
         return master.rstrip("/")
     try:
         leader = resolve_leader(master, timeout)
-    except MasterUnreachable:
-        raise
     except ValueError as exc:
         raise ValueError(f"bad --master {master!r}: {exc}") from None
     if not leader.http or leader.http.endswith(":0"):

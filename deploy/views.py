@@ -222,9 +222,6 @@ class StateIndex:
         return cls(state, agents, frameworks, frozenset(f.get("id", "") for f in completed)
                    - {f.get("id", "") for f in live}, totals, per_agent)
 
-    def live_frameworks(self) -> list[dict[str, Any]]:
-        return [f for fid, f in self.frameworks.items() if fid not in self.completed_framework_ids]
-
     def tasks(self, completed: bool = False) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """Yields ``(task, framework)`` for live frameworks' live tasks; with ``completed``, also
         their completed tasks and every task of completed frameworks."""

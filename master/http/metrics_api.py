@@ -33,7 +33,7 @@ Dashboards poll these; a big cluster's snapshot or summary takes milliseconds to
 master's one loop, so each is reused while recent (``Recent``): polling costs at most a tenth of
 the loop whatever the rate, and the figures are never older than nine build times.
 
-The lead's ``start_http`` mounts ``metrics_routes()``.
+``server.start_http`` mounts ``metrics_routes()`` on every master.
 """
 
 from __future__ import annotations

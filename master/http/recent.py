@@ -37,7 +37,3 @@ class Recent(Generic[T]):
         self._document, self._key = document, key
         self._until = time.monotonic() + built * (1 / self._duty - 1)
         return document
-
-    def forget(self) -> None:
-        """Drops the document (and the state it belongs to)."""
-        self._document, self._key, self._until = None, None, 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -144,3 +145,34 @@ def test_metrics_of_a_master_and_an_agent_running_tasks(cluster: Cluster) -> Non
                    what="the killed task counted")
         snap = get_json(f"{cluster.http}/metrics/snapshot")
         assert snap["master/tasks_running"] == 0 and snap["master/cpus_used"] == 0
+
+
+def test_version_flags_redirect_roles_and_the_state_aliases(cluster: Cluster) -> None:
+    """The small endpoints Mesos tools read, on a live master."""
+    cluster.start_master("--zk-session-timeout", "7")
+    cluster.start_agent("agent1", "cpus:1;mem:256;disk:10")
+    cluster.wait_agents(1)
+
+    def get(path: str) -> tuple[int, dict[str, str], bytes]:
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: object, **kwargs: object) -> None:
+                return None
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            with opener.open(f"{cluster.http}{path}", timeout=5) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    status, _h, body = get("/version")
+    assert status == 200 and json.loads(body)["version"]
+    flags = json.loads(get("/flags")[2])["flags"]
+    assert flags["zk_session_timeout"] == "7.0" and flags["allocation_interval"] == "0.2"
+    status, headers, _ = get("/redirect")
+    assert status == 307 and headers["Location"] == f"{cluster.http}/"  # it leads: itself
+    assert get("/master/redirect")[0] == 307
+    roles = json.loads(get("/roles")[2])["roles"]
+    assert isinstance(roles, list)
+    for alias in ("/master/state", "/state.json"):
+        document = json.loads(get(alias)[2])
+        assert [a["hostname"] for a in document["agents"]] == ["agent1"]
