@@ -57,10 +57,6 @@ class Conflict(Exception):
     """The request contradicts the current state (an existing id, active runs, dependents)."""
 
 
-def fmt_seconds(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
-
-
 def run_record_key(run: Run) -> str:
     """The key of a run's record: ``<job id>.<run id>``."""
     return f"{run.job_id}.{run.id}"
@@ -126,6 +122,15 @@ def latest_succeeded(job: JobState) -> bool:
     if job.last_success_at is None:
         return False
     return job.last_failure_at is None or job.last_success_at >= job.last_failure_at
+
+
+def run_times(run: Run, after: float) -> list[float]:
+    """When an unfinished run needs a look: its deadlines still pending (starting, while nothing
+    launched; launch, while it has not started; active) and its slots' backoff ends after
+    ``after``."""
+    deadlines = (run.start_deadline if run.launches == 0 else None, run.launch_deadline, run.deadline)
+    return [t for t in deadlines if t is not None] + [
+        s.not_before for s in run.slots if s.phase == WAITING and s.not_before > after]
 
 
 @dataclass(slots=True)
@@ -264,20 +269,19 @@ class Book:
 
     def parent_wait(self, parent_id: str, since: float) -> str | None:
         """Why parent ``parent_id`` does not yet let a dependent whose last run was created at
-        ``since`` run (None: it does)."""
+        ``since`` run, e.g. "waiting for a's next success (none since ...)" (None: it does)."""
         parent = self.jobs.get(parent_id)
         if parent is None:
-            return f"{parent_id} does not exist"
+            return f"waiting for {parent_id} (it does not exist)"
         if parent.last_success_at is None or parent.last_success_at <= since:
-            return f"{parent_id} has not succeeded since {iso(since)}"
+            return f"waiting for {parent_id}'s next success (none since {iso(since)})"
         if not latest_succeeded(parent):
-            return f"{parent_id}'s latest run failed"
+            return f"waiting for {parent_id}'s next success (its latest run failed)"
         return None
 
     def refresh(self, run: Run, now: float) -> None:
         """Keeps ``run`` in the ready set exactly while it has a slot it may launch now."""
-        expired = run.start_deadline is not None and run.launches == 0 and now >= run.start_deadline
-        ready = (not run.finished and not expired and run.live() < run.spec.parallelism
+        ready = (not run.finished and not run.launch_closed(now) and run.live() < run.spec.parallelism
                  and any(s.phase == WAITING and s.not_before <= now for s in run.slots))
         if ready:
             self.ready.setdefault(run.key, None)
@@ -292,13 +296,9 @@ class Book:
         heapq.heappush(self.alarms, (t, self.alarm_seq, kind, ref))
 
     def arm_run(self, run: Run, now: float) -> None:
-        """Sets the alarms of a run: its starting and active deadlines, its slots' backoffs."""
-        for t in (run.start_deadline, run.deadline):
-            if t is not None:
-                self.alarm(t, "run", run.key)
-        for slot in run.slots:
-            if slot.phase == WAITING and slot.not_before > now:
-                self.alarm(slot.not_before, "run", run.key)
+        """Sets the alarms of a run: its starting, launch and active deadlines, its slots' backoffs."""
+        for t in run_times(run, now):
+            self.alarm(t, "run", run.key)
 
     # -- kills ---------------------------------------------------------------------------------
 

@@ -7,10 +7,16 @@ depends on it. The parts, one noun each:
 - runs.py: a run has ``completions`` task slots, at most ``parallelism`` live; it goes INITIAL ->
   STARTING (a task launched) -> ACTIVE (a task ran) -> SUCCESS (every slot succeeded) or FAILED.
 - updates.py: status updates; retries under ON_FAILURE with backoff (1 s doubling per failure of
-  a slot, capped by maxLaunchDelay) while the deadline allows; relaunch of tasks that never
-  started and are certainly not running (UNREACHABLE waits); killing of stale copies.
+  a slot, capped at 5 minutes: updates.MAX_BACKOFF_SECONDS) while the deadline allows; relaunch
+  of tasks that never started and are certainly not running (UNREACHABLE waits); killing of
+  stale copies.
 - A run still unfinished ``restart.activeDeadlineSeconds`` after its creation fails ("deadline
   exceeded") and its tasks are killed; kills repeat until the tasks are reported terminal.
+- run.maxLaunchDelay (default 3600 s) means what it means in Metronome: the seconds until the run
+  needs to be running. A run none of whose tasks reached RUNNING (or finished) by then fails
+  ("not started within maxLaunchDelay") and its tasks still launching are killed; while a task of
+  it awaits the master's answer to reconciliation (it may have started unheard, say while the
+  engine was down), the failure waits for that answer.
 - schedules.py and firing.py: cron firings, their catch-up policy, startingDeadlineSeconds and
   concurrencyPolicy. A scheduled run that launched no task within startingDeadlineSeconds of its
   firing ends SKIPPED, saying why.
@@ -32,16 +38,17 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
 
 from mensa.frameworks.batch_fw import offering, queries, recovery, schedules, updates
-from mensa.frameworks.batch_fw.book import Book, Conflict, JobState, NotFound, crons_of, fmt_seconds
+from mensa.frameworks.batch_fw.book import Book, Conflict, JobState, NotFound, crons_of, run_times
 from mensa.frameworks.batch_fw.commands import KIND_JOB, Command, Forget
 from mensa.frameworks.batch_fw.jobs import JobSpec, ScheduleSpec, SpecError, job_json
-from mensa.frameworks.batch_fw.placement import OfferView
+from mensa.frameworks.batch_fw.placement import OfferView, fmt_number
 from mensa.frameworks.batch_fw.runs import FAILED, SKIPPED, Run, iso
 from mensa.proto import mensa_pb2
 
@@ -229,8 +236,8 @@ class BatchEngine:
     # -- time ----------------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Command]:
-        """Does what is due by ``now``: cron firings (and skips), starting and active deadlines,
-        backoffs that expired, reconciliation and kill retries."""
+        """Does what is due by ``now``: cron firings (and skips), starting, launch (maxLaunchDelay)
+        and active deadlines, backoffs that expired, reconciliation and kill retries."""
         book = self._at(now)
         while book.alarms and book.alarms[0][0] <= now:
             t, _seq, kind, ref = heapq.heappop(book.alarms)
@@ -249,8 +256,9 @@ class BatchEngine:
         return book.flush()
 
     def next_wakeup(self) -> float | None:
-        """When ``tick`` has something to do next (None: nothing planned). Calling tick early or
-        more often is harmless."""
+        """When ``tick`` has something to do next (None: nothing planned): the next cron firing,
+        run deadline (starting, maxLaunchDelay, active), backoff end, reconciliation or kill
+        retry. Calling tick early or more often is harmless."""
         alarms = self._book.alarms
         while alarms and self._stale(alarms[0]):
             heapq.heappop(alarms)
@@ -258,32 +266,49 @@ class BatchEngine:
 
     def _stale(self, alarm: tuple[float, int, str, tuple[str, ...]]) -> bool:
         """True for an alarm that no longer has anything to do (a replaced cron alarm, a finished
-        or forgotten run's, a reconciliation or kill retry with nothing left to ask or kill)."""
+        or forgotten run's, a run's for a deadline or backoff that no longer applies, a
+        reconciliation or kill retry with nothing left to ask or kill)."""
         t, _seq, kind, ref = alarm
         if kind == "cron":
             return self._book.cron_alarm.get((ref[0], ref[1])) != t
         if kind == "run":
             run = self._book.runs.get((ref[0], ref[1]))
-            return run is None or run.finished
+            return run is None or run.finished or t not in run_times(run, -math.inf)
         if kind == "reconcile":
             return self._reconciling.next_at != t or not self._reconciling.unconfirmed
         return not self._book.killing  # kind == "kill"
 
     def _check_run(self, run: Run, now: float) -> None:
+        """Ends a run whose deadline passed: SKIPPED past its starting deadline with nothing
+        launched, FAILED past its active deadline, or past its launch deadline (maxLaunchDelay)
+        not started; otherwise updates whether it is ready to launch."""
         book = self._book
         if run.start_deadline is not None and run.launches == 0 and now >= run.start_deadline:
             why = queries.why_waiting(run, self._seen_views(), now, book.unlaunchable.get(run.key))
             seconds = run.start_deadline - (run.scheduled_at or run.created_at)
             book.finish(run, SKIPPED, "could not start within startingDeadlineSeconds "
-                        f"({fmt_seconds(seconds)} s) of its firing at {iso(run.scheduled_at)}: {why}", now)
+                        f"({fmt_number(seconds)} s) of its firing at {iso(run.scheduled_at)}: {why}", now)
             return
         deadline = run.deadline
         if deadline is not None and now >= deadline:
             seconds = run.spec.run.restart.active_deadline_seconds or 0.0
-            book.finish(run, FAILED, f"deadline exceeded (activeDeadlineSeconds {fmt_seconds(seconds)} s)",
+            book.finish(run, FAILED, f"deadline exceeded (activeDeadlineSeconds {fmt_number(seconds)} s)",
                         now)
             return
+        launch_deadline = run.launch_deadline
+        if launch_deadline is not None and now >= launch_deadline and not self._awaiting_answer(run):
+            book.finish(run, FAILED, f"not started within maxLaunchDelay "
+                        f"({fmt_number(run.spec.run.max_launch_delay)} s)", now)
+            return
         book.refresh(run, now)
+
+    def _awaiting_answer(self, run: Run) -> bool:
+        """True while a live task of the run awaits the master's answer to reconciliation: it may
+        have reached RUNNING unheard (the engine was down), so only that answer decides whether
+        the run started in time (``status_update`` checks the run again when it comes)."""
+        unconfirmed = self._reconciling.unconfirmed
+        return any(a is not None and not a.terminal and a.task_id in unconfirmed
+                   for a in (slot.current for slot in run.slots))
 
     def _compact(self, now: float) -> None:
         """Rebuilds the timer heap when stale entries (of finished runs) pile up."""
@@ -322,6 +347,10 @@ class BatchEngine:
         book = self._at(now)
         self._reconciling.answered(status.task_id.value)
         updates.apply(book, status, now)
+        ref = book.tasks.get(status.task_id.value)
+        run = book.runs.get(ref[0]) if ref is not None else None
+        if run is not None and not run.finished:
+            self._check_run(run, now)  # a launch deadline that waited for this answer
         return book.flush()
 
     # -- restart and failover -------------------------------------------------------------------
@@ -394,7 +423,8 @@ class BatchEngine:
         return queries.history_summary(self._book.job(job_id))
 
     def queue(self) -> list[dict[str, Any]]:
-        """Waiting runs with the reason they wait, and jobs waiting on part of their dependencies:
+        """Waiting runs with the reason they wait, and dependent jobs waiting for their parents
+        (with a job-level reason, e.g. "waiting for a's next success (none since ...)"):
         ``[{"jobId", "runs": [{"runId", "reason", "waitingTasks", "since", "mustStartBy"?}],
         "reason"?}]``."""
         return queries.queue(self._book, self._seen_views(), self._book.now)

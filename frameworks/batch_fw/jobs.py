@@ -134,7 +134,7 @@ class RunSpec:
     docker: DockerSpec | None = None
     env: tuple[tuple[str, str], ...] = ()
     constraints: tuple[Constraint, ...] = ()
-    max_launch_delay: float = DEFAULT_MAX_LAUNCH_DELAY
+    max_launch_delay: float = DEFAULT_MAX_LAUNCH_DELAY  # seconds until a run must be running, or it fails
     task_kill_grace_period_seconds: float | None = None
     restart: RestartSpec = field(default_factory=RestartSpec)
     user: str | None = None
@@ -411,10 +411,6 @@ def spec_bytes(spec: JobSpec) -> int:
 
 
 # -- rendering -------------------------------------------------------------------------------------
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def schedule_json(spec: ScheduleSpec) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def _candidates(book: Book, now: float) -> Iterator[tuple[Run, Slot]]:
     """The slots that may launch now, in order."""
     for key in list(book.ready):
         run = book.runs[key]
-        if run.start_deadline is not None and run.launches == 0 and now >= run.start_deadline:
+        if run.launch_closed(now):
             continue
         room = run.spec.parallelism - run.live()
         for slot in run.slots:

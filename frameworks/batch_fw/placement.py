@@ -48,7 +48,9 @@ class OfferView:
         return None
 
 
-def _num(value: float) -> str:
+def fmt_number(value: float) -> str:
+    """A number as text, exactly and without a needless ".0": "3", "2.5", "0.1234567" (agent
+    attributes for constraints; seconds and amounts in the reasons the API shows)."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
@@ -58,7 +60,7 @@ def attribute_strings(attributes: Iterable[mensa_pb2.Attribute]) -> tuple[tuple[
     out: list[tuple[str, str]] = []
     for a in attributes:
         if a.type == mensa_pb2.Value.SCALAR:
-            out.append((a.name, _num(a.scalar.value)))
+            out.append((a.name, fmt_number(a.scalar.value)))
         elif a.type == mensa_pb2.Value.RANGES:
             out.append((a.name, "[" + ",".join(f"{r.begin}-{r.end}" for r in a.ranges.range) + "]"))
         elif a.type == mensa_pb2.Value.SET:
@@ -172,7 +174,7 @@ def task_info(spec: JobSpec, run_id: str, index: int, task_id: str, view: OfferV
 
 
 def _amount(value: float) -> str:
-    return _num(round(value, 3))
+    return fmt_number(round(value, 3))
 
 
 def why_unplaced(run: RunSpec, seen: Iterable[OfferView]) -> str:

@@ -3,8 +3,9 @@
 Shapes follow Metronome: run JSON (runs.py ``Run.to_json``), the history
 (``successCount``, ``failureCount``, ``lastSuccessAt``, ``lastFailureAt``,
 ``successfulFinishedRuns``, ``failedFinishedRuns``; Mensa adds ``skippedCount`` and
-``skippedRuns``), the queue (``[{"jobId", "runs": [{"runId", ...}]}]``, each waiting run
-with the reason it waits), metrics, and the records restore could not read (``problems``).
+``skippedRuns``), the queue (``[{"jobId", "runs": [{"runId", ...}], "reason"?}]``, each
+waiting run with the reason it waits; a dependent job waiting for its parents with a job-level
+reason), metrics, and the records restore could not read (``problems``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def why_waiting(run: Run, seen: Iterable[OfferView], now: float, unlaunchable: s
 
 def queue(book: Book, seen: list[OfferView], now: float) -> list[dict[str, Any]]:
     """Runs with slots waiting to launch (not merely held back by parallelism), each with why,
-    and jobs whose dependencies are partly satisfied."""
+    and dependent jobs with no active run waiting for their parents, with a job-level "reason"
+    (whether no parent or only some are done): a dependent job creates no run until every parent
+    has succeeded, so it has no waiting run to show."""
     out: list[dict[str, Any]] = []
     for job_id in sorted(book.jobs):
         job = book.jobs[job_id]
@@ -83,8 +86,8 @@ def queue(book: Book, seen: list[OfferView], now: float) -> list[dict[str, Any]]
         deps = job.spec.dependencies
         if deps and not job.active:
             waits = [w for w in (book.parent_wait(p, job.dependency_epoch) for p in deps) if w is not None]
-            if waits and len(waits) < len(deps):
-                item["reason"] = f"waiting for dependencies: {'; '.join(waits)}"
+            if waits:
+                item["reason"] = "; ".join(waits)
         if entries or "reason" in item:
             out.append(item)
     return out

@@ -6,9 +6,10 @@ succeeded. Each slot's launches are its ``Attempt``s, whose task ids are
 ``<job>.<run>.<index>.<attempt>`` (attempt counting from 1), so a relaunch never reuses an id.
 
 Statuses (Metronome's, plus SKIPPED for a scheduled firing that did not run): INITIAL (created,
-nothing launched), STARTING (a task launched), ACTIVE (a task ran), then SUCCESS, FAILED or
-SKIPPED. ``to_doc``/``from_doc`` are the durable form (epoch seconds); ``to_json`` is the API's
-(Metronome shape, ISO 8601 times).
+nothing launched), STARTING (a task launched), ACTIVE (a task reached RUNNING), then SUCCESS,
+FAILED or SKIPPED. A run that has not started (no task RUNNING or finished) run.maxLaunchDelay
+after its creation fails (``Run.launch_deadline``). ``to_doc``/``from_doc`` are the durable form
+(epoch seconds); ``to_json`` is the API's (Metronome shape, ISO 8601 times).
 
 A run's record has a bounded size (it must fit the store's record limit, 900 KB): a job has at
 most 1,000 slots (``jobs.MAX_TASKS``), its spec at most ``jobs.MAX_SPEC_BYTES``, a slot keeps at
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mensa.frameworks.batch_fw.jobs import JobSpec, job_json, parse_job
+from mensa.proto import mensa_pb2
+from mensa.proto.states import TERMINAL_STATES
 
 INITIAL, STARTING, ACTIVE = "INITIAL", "STARTING", "ACTIVE"
 SUCCESS, FAILED, SKIPPED = "SUCCESS", "FAILED", "SKIPPED"
@@ -37,10 +40,11 @@ FINISHED = frozenset({SUCCESS, FAILED, SKIPPED})
 # Slot phases: waiting for a (re)launch, a task live, done well, or given up on.
 WAITING, LIVE, SUCCEEDED, ABANDONED = "WAITING", "LIVE", "SUCCEEDED", "ABANDONED"
 
-_TERMINAL_TASK_STATES = frozenset({
-    "TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED",
-    "TASK_GONE", "TASK_GONE_BY_OPERATOR", "TASK_UNKNOWN",
-})
+# The protocol's terminal states by name, plus TASK_UNKNOWN: the master's answer for a task it
+# does not know, which for the batch framework means the task is not running (its attempt is over;
+# updates.py relaunches a slot whose task never started).
+_TERMINAL_TASK_STATES = frozenset(
+    {mensa_pb2.TaskState.Name(s) for s in TERMINAL_STATES} | {"TASK_UNKNOWN"})
 _EXIT_RE = re.compile(r"exited with status (-?\d+)")
 
 # How many attempts of a slot a run keeps (and stores): the latest ones. Older attempts that are
@@ -198,7 +202,8 @@ class Run:
 
     ``trigger`` is "api", "schedule:<id>" or "dependency"; a scheduled run carries the firing
     time (``scheduled_at``) and the time by which it must have launched a task
-    (``start_deadline``, from the schedule's startingDeadlineSeconds)."""
+    (``start_deadline``, from the schedule's startingDeadlineSeconds, or it ends SKIPPED). Every
+    run must have a task running by its ``launch_deadline`` (run.maxLaunchDelay), or it fails."""
 
     id: str
     job_id: str
@@ -226,6 +231,27 @@ class Run:
         """When the run fails if still unfinished (restart.activeDeadlineSeconds after creation)."""
         seconds = self.spec.run.restart.active_deadline_seconds
         return None if seconds is None else self.created_at + seconds
+
+    @property
+    def ran(self) -> bool:
+        """True once a task of the run reached RUNNING (the run is ACTIVE) or did its work (a slot
+        succeeded, RUNNING unseen): the run has started, as maxLaunchDelay means it."""
+        return self.status == ACTIVE or self.succeeded() > 0
+
+    @property
+    def launch_deadline(self) -> float | None:
+        """When the run fails unless it has started by then: run.maxLaunchDelay after its creation
+        (Metronome's meaning: the seconds until the job needs to be running); None once it ran."""
+        return None if self.ran else self.created_at + self.spec.run.max_launch_delay
+
+    def launch_closed(self, now: float) -> bool:
+        """True when the run may launch no more tasks: a scheduled run that launched none by its
+        start deadline (it is to be SKIPPED), or a run not started by its launch deadline (it is
+        to fail)."""
+        if self.start_deadline is not None and self.launches == 0 and now >= self.start_deadline:
+            return True
+        launch_deadline = self.launch_deadline
+        return launch_deadline is not None and now >= launch_deadline
 
     def live(self) -> int:
         return sum(1 for s in self.slots if s.phase == LIVE)

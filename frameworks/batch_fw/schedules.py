@@ -21,8 +21,9 @@ from collections.abc import Iterable
 import structlog
 
 from mensa.frameworks.batch_fw import firing
-from mensa.frameworks.batch_fw.book import Book, JobState, fmt_seconds
+from mensa.frameworks.batch_fw.book import Book, JobState
 from mensa.frameworks.batch_fw.jobs import ScheduleSpec
+from mensa.frameworks.batch_fw.placement import fmt_number
 from mensa.frameworks.batch_fw.runs import iso
 
 log = structlog.get_logger(__name__)
@@ -92,9 +93,9 @@ def fire(book: Book, job_id: str, schedule_id: str, now: float) -> None:
 
 def _start(book: Book, job: JobState, spec: ScheduleSpec, at: float, late: bool, now: float) -> None:
     if late:
-        deadline = fmt_seconds(spec.starting_deadline_seconds)
+        deadline = fmt_number(spec.starting_deadline_seconds)
         book.record_skip(job, spec.id, at, f"startingDeadlineSeconds ({deadline} s) exceeded: the firing at "
-                         f"{iso(at)} was handled {fmt_seconds(round(now - at, 3))} s late", now)
+                         f"{iso(at)} was handled {fmt_number(round(now - at, 3))} s late", now)
     elif spec.concurrency_policy == "FORBID" and job.active:
         book.record_skip(job, spec.id, at, "concurrencyPolicy FORBID: run "
                          f"{', '.join(sorted(job.active))} is still active", now)

@@ -12,9 +12,10 @@ For the live attempt of a slot:
   TASK_UNKNOWN, puts the slot back to waiting at once, for a new attempt (not a failure);
 - anything else terminal (FAILED, ERROR, KILLED, any other LOST, or a loss after the task
   started) is a failure of that attempt: under ON_FAILURE the slot waits a backoff of 1 s
-  doubling per failure of that slot, capped by maxLaunchDelay, unless the retry could not start
-  before the run's deadline (the run fails then); under NEVER the run fails, and its other tasks
-  are killed.
+  doubling per failure of that slot, capped at MAX_BACKOFF_SECONDS (5 minutes), unless the retry
+  could not start before the run's deadline (the run fails then); under NEVER the run fails, and
+  its other tasks are killed. (maxLaunchDelay is no cap: it bounds how long a run may take to
+  start, see runs.py ``Run.launch_deadline``.)
 
 For any other attempt (superseded by a relaunch, or of a finished run): FINISHED settles its
 slot if it has not succeeded yet (the work is done; a live relaunch is killed); a state saying
@@ -28,7 +29,8 @@ from __future__ import annotations
 
 import structlog
 
-from mensa.frameworks.batch_fw.book import Book, fmt_seconds
+from mensa.frameworks.batch_fw.book import Book
+from mensa.frameworks.batch_fw.placement import fmt_number
 from mensa.frameworks.batch_fw.runs import (
     ACTIVE,
     FAILED,
@@ -58,7 +60,12 @@ LOST_NOT_RUNNING = frozenset({
     mensa_pb2.TaskStatus.REASON_INVALID_OFFERS,
     mensa_pb2.TaskStatus.REASON_TASK_UNKNOWN,
 })
-# The exponent cap of the retry backoff (2 ** 62 s is far beyond any maxLaunchDelay).
+# The longest wait before a slot's retry under ON_FAILURE: the backoff doubles from 1 s up to
+# this (reached after 10 failures). A constant, not maxLaunchDelay, which in Metronome means the
+# time by which a run must be running, not a retry delay.
+MAX_BACKOFF_SECONDS = 300.0
+# The exponent cap of the backoff, so 2 ** exponent never overflows a float (2 ** 62 s is far
+# beyond MAX_BACKOFF_SECONDS).
 MAX_BACKOFF_EXPONENT = 62
 _STARTED = frozenset({"TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"})
 
@@ -131,10 +138,10 @@ def _not_running(state: str, status: mensa_pb2.TaskStatus) -> bool:
     return state == "TASK_LOST" and status.HasField("reason") and status.reason in LOST_NOT_RUNNING
 
 
-def backoff(failures: int, max_launch_delay: float) -> float:
+def backoff(failures: int) -> float:
     """Seconds before a slot's next attempt after ``failures`` failures: 1 s doubling per
-    failure, capped by ``max_launch_delay`` (the exponent is capped first: no float overflow)."""
-    return min(2.0 ** min(max(failures - 1, 0), MAX_BACKOFF_EXPONENT), max_launch_delay)
+    failure, capped at MAX_BACKOFF_SECONDS (the exponent is capped first: no float overflow)."""
+    return min(2.0 ** min(max(failures - 1, 0), MAX_BACKOFF_EXPONENT), MAX_BACKOFF_SECONDS)
 
 
 def _record(attempt: Attempt, state: str, status: mensa_pb2.TaskStatus, now: float) -> bool:
@@ -173,11 +180,11 @@ def _failed(book: Book, run: Run, slot: Slot, attempt: Attempt, now: float) -> N
     if restart.policy != "ON_FAILURE":
         book.finish(run, FAILED, what, now)
         return
-    at = now + backoff(slot.failures, run.spec.run.max_launch_delay)
+    at = now + backoff(slot.failures)
     deadline = run.deadline
     if deadline is not None and at >= deadline:
         book.finish(run, FAILED, f"{what}; its retry could not start before the run's deadline "
-                    f"(activeDeadlineSeconds {fmt_seconds(restart.active_deadline_seconds or 0)} s): "
+                    f"(activeDeadlineSeconds {fmt_number(restart.active_deadline_seconds or 0)} s): "
                     "deadline exceeded", now)
         return
     slot.phase, slot.not_before = WAITING, at

@@ -75,11 +75,15 @@ def test_a_child_of_two_parents_runs_once_both_succeeded_and_once_per_round() ->
     h.put(job_doc("q"))
     h.put(child("c", "p", "q"))
     h.now += 1
+    since = "2026-11-21T12:00:00.000+0000"  # c's creation: it never ran
+    assert h.engine.queue() == [{"jobId": "c", "runs": [], "reason": (  # no parent done yet
+        f"waiting for p's next success (none since {since}); "
+        f"waiting for q's next success (none since {since})")}]
     h.start("p")
     finish(h)
     assert runs(h, "c") == []
     queued = {e["jobId"]: e for e in h.engine.queue()}
-    assert queued["c"]["reason"].startswith("waiting for dependencies: q has not succeeded since")
+    assert queued["c"]["reason"] == f"waiting for q's next success (none since {since})"  # one parent done
     h.start("p")  # p again: still one parent short
     finish(h)
     assert runs(h, "c") == []
@@ -168,7 +172,7 @@ def test_a_parent_whose_latest_run_failed_does_not_satisfy_its_child() -> None:
     assert finish(h) == ["c"]
     assert runs(h, "b") == []  # a's latest run failed
     [item] = [q for q in h.engine.queue() if q["jobId"] == "b"]
-    assert item["reason"] == "waiting for dependencies: a's latest run failed"
+    assert item["reason"] == "waiting for a's next success (its latest run failed)"
     h.start("a")
     assert finish(h) == ["a"]
     assert len(runs(h, "b")) == 1

@@ -14,7 +14,7 @@ from batch_harness import T0, Harness, Persist, job_doc, launched_ids, offer
 from mensa.frameworks.batch_fw import store
 from mensa.frameworks.batch_fw.jobs import MAX_SPEC_BYTES, SpecError, parse_job, spec_bytes
 from mensa.frameworks.batch_fw.runs import MAX_ATTEMPTS_KEPT, Attempt, Run, Slot, clip_message, exit_code, iso
-from mensa.frameworks.batch_fw.updates import backoff
+from mensa.frameworks.batch_fw.updates import MAX_BACKOFF_SECONDS, backoff
 from mensa.proto import mensa_pb2
 
 FAILED, FINISHED = mensa_pb2.TASK_FAILED, mensa_pb2.TASK_FINISHED
@@ -79,13 +79,13 @@ def test_a_job_spec_is_at_most_32_kib_as_json() -> None:
 
 def test_a_run_keeps_the_last_attempts_of_a_slot_and_counts_the_older_ones() -> None:
     h = Harness()
-    h.put(job_doc(run={"restart": {"policy": "ON_FAILURE"}, "maxLaunchDelay": 1}))
+    h.put(job_doc(run={"restart": {"policy": "ON_FAILURE"}, "maxLaunchDelay": 1e9}))  # tasks never run
     run = h.start()
     for n in range(1, 16):
         [task_id] = launched_ids(h.offers(offer(f"o{n}")))
         assert task_id == f"hello.{run.id}.0.{n}"  # numbering goes on past the dropped attempts
         h.update(task_id, FAILED, "Command exited with status 1")
-        h.advance(1)
+        h.advance(MAX_BACKOFF_SECONDS)
     slot = h.records["run"][f"hello.{run.id}"]["slots"][0]
     assert MAX_ATTEMPTS_KEPT == 2 and [a["n"] for a in slot["attempts"]] == [14, 15]
     assert slot["droppedAttempts"] == 15 - MAX_ATTEMPTS_KEPT
@@ -105,16 +105,16 @@ def test_a_run_keeps_the_last_attempts_of_a_slot_and_counts_the_older_ones() -> 
 
 
 def test_the_backoff_never_overflows() -> None:
-    assert backoff(1, 3600) == 1.0 and backoff(3, 3600) == 4.0
-    assert backoff(1100, 3600) == 3600  # 2.0 ** 1099 would raise OverflowError
-    assert backoff(10**9, 1e9) == 1e9
+    assert backoff(1) == 1.0 and backoff(3) == 4.0
+    assert backoff(1100) == MAX_BACKOFF_SECONDS  # 2.0 ** 1099 would raise OverflowError
+    assert backoff(10**9) == MAX_BACKOFF_SECONDS
     h = Harness()
-    h.put(job_doc(run={"restart": {"policy": "ON_FAILURE"}, "maxLaunchDelay": 1}))
+    h.put(job_doc(run={"restart": {"policy": "ON_FAILURE"}, "maxLaunchDelay": 1e9}))  # tasks never run
     run = h.start()
     for n in range(1, 1031):
         [task_id] = launched_ids(h.offers(offer(f"o{n}")))
         h.update(task_id, FAILED)
-        h.advance(1)
+        h.advance(MAX_BACKOFF_SECONDS)
     assert h.run_json("hello", run.id)["attempts"] == 1030
     assert h.engine.queue()[0]["runs"][0]["waitingTasks"] == 1
 
@@ -144,18 +144,18 @@ def test_status_messages_kept_in_a_run_are_bounded() -> None:
 
 def test_a_possibly_live_attempt_is_never_dropped_and_keeps_its_task_id() -> None:
     h = Harness()
-    h.put(job_doc(run={"restart": {"policy": "ON_FAILURE"}, "maxLaunchDelay": 1}))
+    h.put(job_doc(run={"restart": {"policy": "ON_FAILURE"}, "maxLaunchDelay": 1e9}))  # tasks never run
     run = h.start()
     [first] = launched_ids(h.offers(offer("o1")))
     h.update(first, FAILED)
-    h.advance(1)
+    h.advance(MAX_BACKOFF_SECONDS)
     slot = h.engine._book.runs[run.key].slots[0]
     slot.attempts[0].state = "TASK_RUNNING"  # as if a copy were still running (never relaunched so)
     slot.phase = "WAITING"
     for n in range(2, 5):
         [task_id] = launched_ids(h.offers(offer(f"o{n}")))
         h.update(task_id, FAILED)
-        h.advance(1)
+        h.advance(MAX_BACKOFF_SECONDS)
     stored = h.records["run"][f"hello.{run.id}"]["slots"][0]["attempts"]
     assert [a.get("id") for a in stored] == [first, None]
     assert stored[0]["agentId"] == "a1" and stored[1]["n"] == 4

@@ -145,6 +145,23 @@ def test_a_deadline_that_passed_during_downtime_fails_the_run_at_restore() -> No
     assert h.run_json("hello", run_id)["status"] == "FAILED"
 
 
+def test_max_launch_delay_passed_during_downtime_waits_for_the_master_s_answer() -> None:
+    h = Harness()
+    run_id, task_id = in_flight(h, job_doc(run={"maxLaunchDelay": 60}))
+    out = h.restart(h.now + 100)  # the task may have started meanwhile: reconciled, not killed
+    assert only(out, Kill) == [] and only(out, Reconcile) == [Reconcile(((task_id, "a1"),))]
+    assert h.run_json("hello", run_id)["status"] == "STARTING"
+    h.update(task_id, S.TASK_RUNNING, "reconciliation", reason=RECONCILIATION)
+    assert only(h.advance(10), Kill) == [] and h.run_json("hello", run_id)["status"] == "ACTIVE"
+    h2 = Harness()
+    run_id, task_id = in_flight(h2, job_doc(run={"maxLaunchDelay": 60}))
+    h2.restart(h2.now + 100)
+    out = h2.update(task_id, S.TASK_STAGING, "reconciliation", reason=RECONCILIATION)
+    assert only(out, Kill) == [Kill(task_id, "a1", None)]
+    doc = h2.run_json("hello", run_id)
+    assert doc["status"] == "FAILED" and doc["reason"] == "not started within maxLaunchDelay (60 s)"
+
+
 def test_history_and_counts_survive_a_restart_and_are_repaired_from_the_runs() -> None:
     h = Harness()
     run_id, task_id = in_flight(h)

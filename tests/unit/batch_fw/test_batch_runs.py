@@ -7,7 +7,12 @@ import pytest
 from batch_harness import T0, Harness, Kill, job_doc, launched, launched_ids, offer, only
 
 from mensa.frameworks.batch_fw import Conflict, NotFound
+from mensa.frameworks.batch_fw import runs as runs_module
+from mensa.frameworks.batch_fw.placement import fmt_number
+from mensa.frameworks.batch_fw.runs import task_state_is_terminal
+from mensa.frameworks.batch_fw.updates import MAX_BACKOFF_SECONDS, backoff
 from mensa.proto import mensa_pb2
+from mensa.proto.states import TERMINAL_STATES
 
 RUNNING, FINISHED, FAILED_ = mensa_pb2.TASK_RUNNING, mensa_pb2.TASK_FINISHED, mensa_pb2.TASK_FAILED
 STARTING, KILLED = mensa_pb2.TASK_STARTING, mensa_pb2.TASK_KILLED
@@ -57,7 +62,7 @@ def test_a_failing_task_fails_the_run_under_never_with_its_exit_code() -> None:
     assert history["failureCount"] == 1 and [r["id"] for r in history["failedFinishedRuns"]] == [run.id]
 
 
-def test_on_failure_retries_with_doubling_backoff_capped_by_max_launch_delay() -> None:
+def test_on_failure_retries_with_doubling_backoff_not_capped_by_max_launch_delay() -> None:
     h = Harness()
     h.put(job_doc(run={"restart": {"policy": "ON_FAILURE"}, "maxLaunchDelay": 3}))
     run = h.start()
@@ -75,11 +80,100 @@ def test_on_failure_retries_with_doubling_backoff_capped_by_max_launch_delay() -
         retry_times.append(wake - failed_at)
         h.tick(wake)
         assert h.engine.wants_offers()
-    assert retry_times == [1.0, 2.0, 3.0, 3.0]  # 1, 2, 4 capped at 3
+    assert retry_times == [1.0, 2.0, 4.0, 8.0]  # maxLaunchDelay (3 s) is no cap: the run did start
     [task_id] = launched_ids(h.offers(offer("o5")))
     h.update(task_id, FINISHED)
     doc = h.run_json("hello", run.id)
     assert doc["status"] == "SUCCESS" and doc["attempts"] == 5 and len(doc["tasks"]) == 2
+
+
+def test_the_retry_backoff_is_capped_at_a_constant() -> None:
+    assert [backoff(n) for n in (1, 2, 3, 9, 10, 1100)] == [1.0, 2.0, 4.0, 256.0, MAX_BACKOFF_SECONDS,
+                                                             MAX_BACKOFF_SECONDS]
+    assert MAX_BACKOFF_SECONDS == 300.0
+    h = Harness()
+    h.put(job_doc(run={"restart": {"policy": "ON_FAILURE"}, "maxLaunchDelay": 10}))
+    run = h.start()
+    for n in range(1, 12):
+        [task_id] = launched_ids(h.offers(offer(f"o{n}")))
+        h.update(task_id, RUNNING)
+        h.update(task_id, FAILED_)
+        wake = h.engine.next_wakeup()
+        assert wake is not None and wake - h.now == min(2.0 ** (n - 1), 300.0)
+        h.tick(wake)
+    assert h.run_json("hello", run.id)["status"] == "ACTIVE"
+
+
+def test_a_run_with_no_task_running_within_max_launch_delay_fails_and_its_launching_task_is_killed() -> None:
+    h = Harness()
+    h.put(job_doc(run={"maxLaunchDelay": 60, "taskKillGracePeriodSeconds": 2}))
+    run = h.start()
+    assert h.engine.next_wakeup() == T0 + 60
+    h.now += 10
+    [task_id] = launched_ids(h.offers(offer()))
+    h.update(task_id, STARTING)  # launching, never RUNNING
+    out = h.run_until(T0 + 60)
+    assert only(out, Kill) == [Kill(task_id, "a1", 2.0)]
+    doc = h.run_json("hello", run.id)
+    assert doc["status"] == "FAILED" and doc["reason"] == "not started within maxLaunchDelay (60 s)"
+    assert h.engine.history_summary("hello")["failureCount"] == 1
+
+
+def test_a_run_never_placed_fails_after_the_default_max_launch_delay_of_an_hour() -> None:
+    h = Harness()
+    h.put(job_doc(run={"cpus": 64}))
+    run = h.start()
+    h.offers(offer())  # too small: nothing launches
+    assert h.engine.next_wakeup() == T0 + 3600
+    h.run_until(T0 + 3599)
+    assert h.run_json("hello", run.id)["status"] == "INITIAL"
+    h.run_until(T0 + 3600)
+    doc = h.run_json("hello", run.id)
+    assert doc["status"] == "FAILED" and doc["reason"] == "not started within maxLaunchDelay (3600 s)"
+    assert h.engine.queue() == [] and not h.engine.wants_offers()
+
+
+def test_a_run_whose_task_ran_or_finished_is_not_bound_by_max_launch_delay() -> None:
+    h = Harness()
+    on_failure = {"policy": "ON_FAILURE"}
+    h.put(job_doc(parallelism=2, completions=2, run={"maxLaunchDelay": 60, "restart": on_failure}))
+    run = h.start()
+    [first, second] = launched_ids(h.offers(offer()))
+    h.update(first, RUNNING)
+    h.now += 50
+    h.update(first, FAILED_)  # it ran, then failed: its retry may come after the 60 s
+    h.run_until(T0 + 200)
+    assert h.run_json("hello", run.id)["status"] == "ACTIVE"
+    [retry] = launched_ids(h.offers(offer("o2")))
+    h.update(retry, FINISHED)
+    h.update(second, FINISHED)
+    assert h.run_json("hello", run.id)["status"] == "SUCCESS"
+    # A task that goes straight to FINISHED (no RUNNING seen) also counts as having run.
+    h.put(job_doc(parallelism=2, completions=2, run={"maxLaunchDelay": 60}))
+    run = h.start()
+    [done, slow] = launched_ids(h.offers(offer("o3")))
+    h.update(done, FINISHED)
+    h.run_until(h.now + 120)
+    assert h.run_json("hello", run.id)["status"] == "STARTING"
+    h.update(slow, FINISHED)
+    assert h.run_json("hello", run.id)["status"] == "SUCCESS"
+
+
+def test_terminal_task_states_are_the_protocol_s_plus_unknown() -> None:
+    names = {mensa_pb2.TaskState.Name(s) for s in TERMINAL_STATES}
+    assert all(task_state_is_terminal(n) for n in names) and task_state_is_terminal("TASK_UNKNOWN")
+    others = set(mensa_pb2.TaskState.keys()) - names - {"TASK_UNKNOWN"}
+    assert others and not any(task_state_is_terminal(n) for n in others)
+    assert frozenset(names | {"TASK_UNKNOWN"}) == runs_module._TERMINAL_TASK_STATES
+
+
+def test_numbers_in_reasons_are_written_exactly() -> None:
+    assert [fmt_number(v) for v in (60.0, 2.5, 0.1234567, 1e-05)] == ["60", "2.5", "0.1234567", "1e-05"]
+    h = Harness()
+    h.put(job_doc(run={"restart": {"policy": "ON_FAILURE", "activeDeadlineSeconds": 0.1234567}}))
+    run = h.start()
+    h.run_until(T0 + 1)
+    assert h.run_json("hello", run.id)["reason"] == "deadline exceeded (activeDeadlineSeconds 0.1234567 s)"
 
 
 def test_backoff_is_reported_in_the_queue() -> None:
