@@ -44,7 +44,7 @@ from mensa.deploy.prometheus import prometheus_text
 from mensa.frameworks.batch_fw import jobs
 from mensa.frameworks.batch_fw.engine import Conflict, NotFound
 from mensa.frameworks.batch_fw.runs import iso
-from mensa.frameworks.batch_fw.store import StoreError
+from mensa.frameworks.store import StoreError
 
 if TYPE_CHECKING:
     from mensa.frameworks.batch_fw.engine import BatchEngine

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mensa.frameworks.batch_fw.cron import CronSchedule
-from mensa.frameworks.batch_fw.reading import (
+from mensa.frameworks.reading import (
     Problems,
     SpecError,
     is_text,

@@ -52,24 +52,24 @@ from mensa.frameworks import DriverStatus, Scheduler, SchedulerDriver
 from mensa.frameworks.batch_fw import commands as cmds
 from mensa.frameworks.batch_fw.engine import BatchEngine, Conflict, NotFound
 from mensa.frameworks.batch_fw.jobs import SpecError
-from mensa.frameworks.batch_fw.leadership import (
+from mensa.frameworks.idfile import DEFAULT_FAILOVER_TIMEOUT
+from mensa.frameworks.leadership import (
     FRAMEWORK_ID_NODE,
     STATE_NODE,
     Leadership,
     Standalone,
     ZkLeadership,
 )
-from mensa.frameworks.batch_fw.store import (
-    BatchStore,
+from mensa.frameworks.store import (
     Change,
     Drop,
     FileStore,
     Put,
+    StateStore,
     StoreError,
     ZkStore,
     ZkText,
 )
-from mensa.frameworks.idfile import DEFAULT_FAILOVER_TIMEOUT
 from mensa.proto import mensa_pb2
 from mensa.proto.zk import parse_zk_uri
 
@@ -159,7 +159,7 @@ class BatchService:
         self.opts = opts
         self.started_at = time.time()
         self.engine: BatchEngine | None = None
-        self.store: BatchStore | None = None
+        self.store: StateStore | None = None
         self.driver: SchedulerDriver | None = None
         self.framework_id: str | None = None
         self.exit_code = 0
@@ -281,7 +281,7 @@ class BatchService:
         id_store: ZkText | None
         if isinstance(self.leadership, ZkLeadership):
             uri = self.leadership.uri
-            store: BatchStore = ZkStore(self.leadership.client, uri.child(STATE_NODE),
+            store: StateStore = ZkStore(self.leadership.client, uri.child(STATE_NODE),
                                         fence=self.leadership.fence)
             id_store = ZkText(self.leadership.client, uri.child(FRAMEWORK_ID_NODE))
         else:

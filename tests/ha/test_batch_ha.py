@@ -15,7 +15,7 @@ from mensa_cluster import wait_until
 from mensa.deploy.job_cli import BatchClient
 from mensa.deploy.job_views import JobCliError
 from mensa.deploy.processes import ManagedProcess, mensa_argv
-from mensa.frameworks.batch_fw.store import Drop, Put, StoreError, ZkStore, ZkText
+from mensa.frameworks.store import Drop, Put, StoreError, ZkStore, ZkText
 
 
 def test_records_round_trip_as_one_znode_each(zk_client: Any, zk_path: str) -> None:

@@ -24,7 +24,7 @@ import tornado.netutil
 from mensa.frameworks.batch_fw.api import make_app
 from mensa.frameworks.batch_fw.engine import BatchEngine
 from mensa.frameworks.batch_fw.service import BatchOptions, BatchService
-from mensa.frameworks.batch_fw.store import Change, FileStore, Put
+from mensa.frameworks.store import Change, FileStore, Put
 
 
 class RecordingStore(FileStore):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from batch_api_harness import ApiHarness
 
-from mensa.frameworks.batch_fw.store import FileStore
+from mensa.frameworks.store import FileStore
 
 
 @pytest.fixture

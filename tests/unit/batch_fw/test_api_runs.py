@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from batch_api_harness import ApiHarness
 
-from mensa.frameworks.batch_fw.store import FileStore
+from mensa.frameworks.store import FileStore
 
 JOB = {"id": "hello", "run": {"cmd": "echo hello", "cpus": 0.1, "mem": 32}}
 

@@ -10,7 +10,7 @@ from typing import Any
 from batch_api_harness import ApiHarness
 from prometheus_client.parser import text_string_to_metric_families
 
-from mensa.frameworks.batch_fw.store import Change, FileStore, StoreError
+from mensa.frameworks.store import Change, FileStore, StoreError
 
 
 def test_ping_info_leader_and_metrics(tmp_path: Path) -> None:

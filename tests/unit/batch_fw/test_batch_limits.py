@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from batch_harness import T0, Harness, Persist, job_doc, launched_ids, offer
 
-from mensa.frameworks.batch_fw import store
+from mensa.frameworks import store
 from mensa.frameworks.batch_fw.jobs import MAX_SPEC_BYTES, SpecError, parse_job, spec_bytes
 from mensa.frameworks.batch_fw.runs import MAX_ATTEMPTS_KEPT, Attempt, Run, Slot, clip_message, exit_code, iso
 from mensa.frameworks.batch_fw.updates import MAX_BACKOFF_SECONDS, backoff

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mensa.frameworks.batch_fw.store import Drop, FileStore, Put, StoreError, check_name
+from mensa.frameworks.store import Drop, FileStore, Put, StoreError, check_name
 
 
 def test_records_round_trip_by_kind_and_key(tmp_path: Path) -> None:

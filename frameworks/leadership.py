@@ -1,10 +1,11 @@
-"""Which batch framework instance leads: the only one with a work dir, or one elected in ZooKeeper.
+"""Which instance of a bundled framework (batch, service) leads: the only one, or one elected
+in ZooKeeper.
 
 Only the leader loads the state, runs the engine and subscribes to the master; the others
 answer the REST API with a redirect to it. Two kinds:
 
-- ``Standalone(work_dir, address)``: leads at once, holding an exclusive lock on
-  ``<work-dir>/batch.lock`` so that two instances never share one state folder.
+- ``Standalone(work_dir, address, name)``: leads at once, holding an exclusive lock on
+  ``<work-dir>/<name>.lock`` so that two instances never share one state folder.
 - ``ZkLeadership(uri, session_timeout, address)``: contends with kazoo's ``Lock`` recipe under
   ``PATH/leader``; each contender's znode holds its HTTP ``host:port``, so a standby can name the
   leader (the lowest sequence). The leader's own znode is the *fence* of its writes
@@ -60,10 +61,11 @@ class Leadership(Protocol):
 
 
 class Standalone:
-    """The only instance: leads once it holds ``<work-dir>/batch.lock``."""
+    """The only instance: leads once it holds ``<work-dir>/<name>.lock``."""
 
-    def __init__(self, work_dir: str | os.PathLike[str], address: str) -> None:
-        self.path = Path(work_dir) / "batch.lock"
+    def __init__(self, work_dir: str | os.PathLike[str], address: str, name: str = "batch") -> None:
+        self.path = Path(work_dir) / f"{name}.lock"
+        self.name = name
         self.address = address
         self._fd: int | None = None
 
@@ -77,7 +79,7 @@ class Standalone:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
             os.close(fd)
             raise LeadershipError(
-                f"another mensa batch (pid {holder or '?'}) uses {self.path.parent}") from None
+                f"another mensa {self.name} (pid {holder or '?'}) uses {self.path.parent}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -95,8 +97,9 @@ class Standalone:
 class ZkLeadership:
     """Contends for leadership under ``uri.path/leader``; see the module docstring."""
 
-    def __init__(self, uri: ZkUri, session_timeout: float, address: str) -> None:
+    def __init__(self, uri: ZkUri, session_timeout: float, address: str, name: str = "batch") -> None:
         self.uri = uri
+        self.name = name
         self.session_timeout = session_timeout
         self.address = address
         self.client: Any = None
@@ -117,26 +120,26 @@ class ZkLeadership:
         self.client.start(timeout=max(self.session_timeout, 5.0))
         self._lock = self.client.Lock(self.uri.child(LEADER_NODE), self.address)
         self._thread = threading.Thread(target=self._contend, args=(on_elected,),
-                                        name="mensa-batch-election", daemon=True)
+                                        name=f"mensa-{self.name}-election", daemon=True)
         self._thread.start()
 
     def _contend(self, on_elected: Callable[[], None]) -> None:
         from kazoo.exceptions import CancelledError
 
-        log.info("batch_contending", zk=str(self.uri), address=self.address)
+        log.info("framework_contending", framework=self.name, zk=str(self.uri), address=self.address)
         try:
             self._lock.acquire()
         except CancelledError:
             return
         except Exception as exc:
             if not self._stopped:
-                log.exception("batch_election_failed")
+                log.exception("framework_election_failed", framework=self.name)
                 self._on_lost(f"the election failed: {exc!r}")
             return
         if self._stopped:
             return
         self._elected = True
-        log.info("batch_elected", zk=str(self.uri), znode=self.fence())
+        log.info("framework_elected", framework=self.name, zk=str(self.uri), znode=self.fence())
         on_elected()
 
     def _on_state(self, state: str) -> None:
@@ -167,7 +170,7 @@ class ZkLeadership:
         try:
             contenders = self._lock.contenders()
         except Exception as exc:
-            log.debug("batch_leader_unknown", error=repr(exc))
+            log.debug("framework_leader_unknown", framework=self.name, error=repr(exc))
             return None
         return contenders[0] if contenders and contenders[0] else None
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mensa.frameworks.batch_fw.leadership import LeadershipError, Standalone
+from mensa.frameworks.leadership import LeadershipError, Standalone
 
 
 def test_a_standalone_instance_leads_and_holds_its_work_dir(tmp_path: Path) -> None:

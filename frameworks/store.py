@@ -1,13 +1,13 @@
-"""Where the batch framework keeps what must survive a restart: one JSON document per record.
+"""Where a bundled framework (batch, service) keeps what must survive a restart: one JSON document per record.
 
-The engine names each record by ``(kind, key)`` (a job, a run, a schedule, ...) and says what
+The engine names each record by ``(kind, key)`` (a job, a run, an app, a deployment, ...) and says what
 to write through ``Persist``/``Forget`` commands; a store writes them, and ``load()`` gives
-them all back as ``{kind: {key: doc}}`` for ``BatchEngine.restore``. Two stores:
+them all back as ``{kind: {key: doc}}`` for the engine's ``restore``. Two stores:
 
 - ``FileStore(dir)``: ``dir/<kind>/<key>.json``, each replaced atomically (a temporary file in
   the same folder, fsync, rename, then fsync of the folder), so a crash leaves either the old
   record or the new one, never half of one. Leftover temporary files are ignored (and removed)
-  on load; a record that does not parse is reported (``batch_record_unreadable``, and in
+  on load; a record that does not parse is reported (``state_record_unreadable``, and in
   ``FileStore.unreadable``) and skipped, so one bad file cannot stop the framework.
 - ``ZkStore(client, path)``: one znode per record, ``PATH/<kind>/<key>``, written in ZooKeeper
   transactions. With a ``fence`` znode (the leader's own election znode) every transaction first
@@ -87,7 +87,7 @@ class Drop:
 Change = Put | Drop
 
 
-class BatchStore(Protocol):
+class StateStore(Protocol):
     """What the service needs of a store; see the module docstring."""
 
     def load(self) -> Records: ...
@@ -198,7 +198,7 @@ class FileStore:
                 if written is not None:
                     with contextlib.suppress(OSError):
                         written.unlink()
-            raise StoreError(f"cannot write the batch state under {self.root}: {exc}") from None
+            raise StoreError(f"cannot write the framework state under {self.root}: {exc}") from None
 
     def load(self) -> Records:
         """Returns every readable record; skips (and reports) unreadable ones and removes
@@ -210,14 +210,14 @@ class FileStore:
         except FileNotFoundError:
             return records
         except OSError as exc:
-            raise StoreError(f"cannot read the batch state under {self.root}: {exc}") from None
+            raise StoreError(f"cannot read the framework state under {self.root}: {exc}") from None
         for folder in kinds:
             found: dict[str, dict[str, Any]] = {}
             for path in sorted(folder.iterdir()):
                 name = path.name
                 if name.startswith("."):
                     if name.endswith(".tmp"):
-                        log.info("batch_temp_file_removed", path=str(path))
+                        log.info("state_temp_file_removed", path=str(path))
                         with contextlib.suppress(OSError):
                             path.unlink()
                     continue
@@ -227,7 +227,7 @@ class FileStore:
                     found[name[: -len(self.SUFFIX)]] = decode(path.read_bytes())
                 except (OSError, ValueError) as exc:
                     self.unreadable.append((str(path), str(exc)))
-                    log.error("batch_record_unreadable", path=str(path), error=str(exc))
+                    log.error("state_record_unreadable", path=str(path), error=str(exc))
             records[folder.name] = found
         return records
 
@@ -296,10 +296,10 @@ class ZkStore:
                     except ValueError as exc:
                         where = f"{self.path}/{kind}/{key}"
                         self.unreadable.append((where, str(exc)))
-                        log.error("batch_record_unreadable", path=where, error=str(exc))
+                        log.error("state_record_unreadable", path=where, error=str(exc))
                 records[kind] = found
         except KazooException as exc:
-            raise StoreError(f"cannot read the batch state under {self.path}: {exc!r}") from None
+            raise StoreError(f"cannot read the framework state under {self.path}: {exc!r}") from None
         self._known = known
         self._kinds = set(records)
         return records
@@ -323,7 +323,7 @@ class ZkStore:
                                          "gone (this instance no longer leads) or the state changed "
                                          "under it")
         except KazooException as exc:
-            raise StoreError(f"cannot write the batch state under {self.path}: {exc!r}") from None
+            raise StoreError(f"cannot write the framework state under {self.path}: {exc!r}") from None
 
     def _ensure_kinds(self, kinds: set[str]) -> None:
         for kind in sorted(kinds - self._kinds):
@@ -353,7 +353,7 @@ class ZkStore:
                 known.discard(ident)
         results = txn.commit()
         if any(isinstance(result, Exception) for result in results):
-            log.warning("batch_store_transaction_refused",
+            log.warning("state_store_transaction_refused",
                         errors=[type(r).__name__ for r in results if isinstance(r, Exception)])
             return False
         self._known = known
