@@ -22,3 +22,7 @@ TERMINAL_STATES: frozenset[mensa_pb2.TaskState] = frozenset(
 def is_terminal(state: mensa_pb2.TaskState) -> bool:
     """True when a task in ``state`` is done (finished, failed, killed, lost, ...)."""
     return state in TERMINAL_STATES
+
+
+# The same states by name ("TASK_FINISHED", ...), for records that keep state names.
+TERMINAL_STATE_NAMES: frozenset[str] = frozenset(mensa_pb2.TaskState.Name(s) for s in TERMINAL_STATES)
