@@ -11,6 +11,9 @@
     mensa local                      # a whole local cluster with the example scheduler
     mensa batch --master HOST:PORT --work-dir DIR [--zk zk://...] [--http-port 9000]
     mensa job run|submit|list|runs|logs|stop ...   # batch jobs, through the batch framework
+    mensa service --master HOST:PORT --work-dir DIR [--zk zk://...] [--http-port 8080]
+    mensa app deploy|list|show|scale|restart|rm|tasks ...   # apps, through the service framework
+    mensa deployments                # deployments under way in the service framework
     mensa quota set|get|rm ...       # operator endpoints: quota, weights, reservations
     mensa weights set|get ...
     mensa reserve|unreserve AGENT_ID RESOURCES
@@ -39,6 +42,9 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("local", "mensa.deploy.local", "run a local cluster (master, agents, example scheduler)"),
     ("batch", "mensa.frameworks.batch_fw.main",
      "run the batch job framework (Metronome-style /v1/jobs REST API)"),
+    ("service", "mensa.frameworks.service_fw.main",
+     "run the service framework (Marathon-style /v2 REST API)"),
+    ("deployments", "mensa.deploy.app_cli", "list the service framework's deployments: apps, step, actions"),
     ("quota", "mensa.deploy.operator_cli", "set, get or remove a role's quota"),
     ("weights", "mensa.deploy.operator_cli", "set or get role weights"),
     ("reserve", "mensa.deploy.operator_cli", "reserve an agent's free resources for a role"),
@@ -55,6 +61,15 @@ NESTED: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ("runs", "mensa.deploy.job_cli", "list a job's active and finished runs"),
         ("logs", "mensa.deploy.job_cli", "print the output of a run's tasks"),
         ("stop", "mensa.deploy.job_cli", "stop a run (kills its tasks)"),
+    ]),
+    "app": ("long-running apps, through the service framework's REST API", [
+        ("deploy", "mensa.deploy.app_cli", "create or update apps from a JSON (or YAML) file, follow it"),
+        ("list", "mensa.deploy.app_cli", "list apps: instances running/healthy/wanted, resources"),
+        ("show", "mensa.deploy.app_cli", "show an app: state, deployments, last failure, tasks, definition"),
+        ("scale", "mensa.deploy.app_cli", "change how many instances an app runs, follow the deployment"),
+        ("restart", "mensa.deploy.app_cli", "replace every instance of an app (rolling), follow it"),
+        ("rm", "mensa.deploy.app_cli", "remove an app (kills its tasks)"),
+        ("tasks", "mensa.deploy.app_cli", "list an app's tasks: host, ports, state, health"),
     ]),
     "bench": ("benchmarks (print figures)", [
         ("launch", "mensa.bench.launch", "launch trivial tasks through the SDK and time them"),

@@ -25,11 +25,8 @@ import os
 import sys
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mensa.deploy.job_views import (
@@ -44,12 +41,12 @@ from mensa.deploy.job_views import (
     task_labels,
 )
 from mensa.deploy.logs_cli import AgentFiles, LogsError, TaskLocation, locate_task
+from mensa.deploy.rest_client import CliError, RestClient, read_documents
 from mensa.deploy.state_cli import fetch_state, quiet_kazoo, write_stdout
 from mensa.proto.detector import MasterUnreachable
 
 DEFAULT_BATCH = "http://127.0.0.1:9000"
 TERMINAL_RUN_STATES = frozenset({"SUCCESS", "FAILED", "SKIPPED", "ABORTED"})
-MAX_REDIRECTS = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,105 +93,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(_job_command=name)
 
 
-# -- the REST client ---------------------------------------------------------------------------------
+# -- the REST client and job files ------------------------------------------------------------------
 
-class BatchClient:
-    """JSON over HTTP to the batch framework; follows a standby's 307 to the leader, and
-    retries a 503 for up to ``timeout`` seconds when nothing can have happened (a GET, or the
-    API says so: no leader right now), never a change whose state write failed."""
+class BatchClient(RestClient):
+    """The batch framework's REST API (see ``RestClient``); raises JobCliError."""
 
     def __init__(self, base: str, timeout: float = 10.0) -> None:
-        base = base.rstrip("/")
-        if not base.startswith(("http://", "https://")):
-            base = "http://" + base
-        self.base = base
-        self.timeout = timeout
+        super().__init__(base, timeout, what="the batch framework")
 
-    def call(self, method: str, path: str, body: Any = None, ok_404: bool = False) -> Any:
-        """Returns the decoded answer; None for a 404 when ``ok_404``. Raises JobCliError with
-        the API's message otherwise."""
-        url = self.base + path
-        data = None if body is None else json.dumps(body).encode()
-        redirects = 0
-        unavailable_until = time.monotonic() + self.timeout
-        while True:
-            request = urllib.request.Request(url, data=data, method=method,
-                                             headers={"Content-Type": "application/json",
-                                                      "Accept": "application/json"})
-            try:
-                with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:
-                    raw = response.read()
-                return json.loads(raw) if raw.strip() else None
-            except urllib.error.HTTPError as exc:
-                if exc.code in (301, 302, 307, 308) and exc.headers.get("Location"):
-                    redirects += 1
-                    if redirects > MAX_REDIRECTS:
-                        raise JobCliError(f"{method} {path}: too many redirects") from None
-                    url = urllib.parse.urljoin(url, exc.headers["Location"])
-                    continue
-                retry_safe = method == "GET" or exc.headers.get("Mensa-Retry-Safe") == "true"
-                if exc.code == 503 and retry_safe and time.monotonic() < unavailable_until:
-                    time.sleep(0.2)  # no leader for the moment (starting, or failing over)
-                    continue
-                if exc.code == 404 and ok_404:
-                    return None
-                raise JobCliError(f"{method} {path}: {exc.code} {_message(exc)}") from None
-            except (urllib.error.URLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise JobCliError(f"cannot reach the batch framework at {self.base}: {reason}") from None
-            except ValueError as exc:
-                raise JobCliError(f"{method} {path} did not answer with JSON: {exc}") from None
+    def fail(self, error: CliError) -> Exception:
+        return JobCliError(str(error))
 
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 307 reaches BatchClient.call, which repeats the request there
-
-
-_NO_REDIRECTS = urllib.request.build_opener(_NoRedirect)
-
-
-def _message(exc: urllib.error.HTTPError) -> str:
-    try:
-        doc = json.loads(exc.read())
-    except (ValueError, OSError):
-        return str(exc.reason)
-    if not isinstance(doc, dict):
-        return str(exc.reason)
-    text = str(doc.get("message", exc.reason))
-    for detail in doc.get("details", []) or []:
-        if isinstance(detail, dict):
-            text += f"; {detail.get('path', '')}: {', '.join(map(str, detail.get('errors', [])))}"
-    return text
-
-
-# -- job files -----------------------------------------------------------------------------------
 
 def load_jobs(path: str) -> list[dict[str, Any]]:
     """The job documents in a JSON (or YAML) file; raises JobCliError saying what is wrong."""
     try:
-        text = Path(path).read_text() if path != "-" else sys.stdin.read()
-    except OSError as exc:
-        raise JobCliError(f"cannot read {path}: {exc.strerror}") from None
-    doc: Any
-    try:
-        doc = json.loads(text)
-    except ValueError as json_error:
-        if not path.endswith((".yaml", ".yml")):
-            raise JobCliError(f"{path} is not JSON: {json_error}") from None
-        try:
-            import yaml
-        except ImportError:
-            raise JobCliError(f"{path}: YAML needs PyYAML (pip install pyyaml); JSON works as is") from None
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise JobCliError(f"{path} is not YAML: {exc}") from None
-    docs = doc if isinstance(doc, list) else [doc]
-    for item in docs:
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise JobCliError(f"{path}: every job must be an object with an \"id\"")
-    return docs
+        return read_documents(path, "job")
+    except CliError as exc:
+        raise JobCliError(str(exc)) from None
 
 
 # -- reading the tasks' output -----------------------------------------------------------------------

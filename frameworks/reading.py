@@ -79,7 +79,7 @@ def read_number(doc: dict[str, Any], key: str, path: str, errors: Problems, defa
     value = doc.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
         errors.add(f"{path}/{key}", "must be a number")
         return default
     if (strict and value <= minimum) or (not strict and value < minimum):
@@ -89,6 +89,13 @@ def read_number(doc: dict[str, Any], key: str, path: str, errors: Problems, defa
         errors.add(f"{path}/{key}", f"must be at most {_number_text(maximum)}")
         return default
     return float(value)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float (JSON allows 1e400 written out)
+        return False
 
 
 def read_count(doc: dict[str, Any], key: str, errors: Problems, maximum: int) -> int:

@@ -226,7 +226,7 @@ def _constraints(value: Any, errors: Problems) -> tuple[Constraint, ...]:
         if operator is not None and value_ is not None and operator.upper() in ("LIKE", "UNLIKE"):
             try:
                 re.compile(value_)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:
                 errors.add(f"{at}/value", f"is not a valid regular expression: {exc}")
                 continue
         if attribute is not None and operator is not None and value_ is not None:

@@ -36,6 +36,10 @@ OPERATORS = ("UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS")
 # Health check protocols after reading (MESOS_HTTP -> HTTP, MESOS_HTTPS -> HTTPS, MESOS_TCP -> TCP:
 # every check runs on the agent).
 PROTOCOLS = ("HTTP", "HTTPS", "TCP", "COMMAND")
+# ``unreachableStrategy: "disabled"`` (never replace nor expunge an unreachable instance) is read as
+# both times set to this: later than any clock reaches, beyond any time a user may give (1e9 s),
+# and finite, so timers stay plain arithmetic. ``app_json`` renders it back as "disabled".
+UNREACHABLE_NEVER = 1e12
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,11 @@ class UnreachableStrategy:
 
     inactive_after_seconds: float = 300.0
     expunge_after_seconds: float = 600.0
+
+    @property
+    def disabled(self) -> bool:
+        """True for Marathon's "disabled": unreachable instances are never replaced."""
+        return self.inactive_after_seconds >= UNREACHABLE_NEVER
 
 
 @dataclass(frozen=True, slots=True)

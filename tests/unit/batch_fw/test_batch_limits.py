@@ -227,3 +227,13 @@ def test_the_largest_run_record_fits_the_store_with_room_to_spare() -> None:
     print(f"worst-case run record: {size} bytes ({size / store.MAX_RECORD_BYTES:.1%} of "
           f"{store.MAX_RECORD_BYTES}), largest slot {max(len(store.encode(s)) for s in slots)} bytes")
     assert size < 0.95 * store.MAX_RECORD_BYTES
+
+
+def test_huge_numbers_and_pathological_patterns_are_spec_errors_not_crashes() -> None:
+    from mensa.frameworks.batch_fw import SpecError, parse_job
+
+    with pytest.raises(SpecError, match="cpus"):
+        parse_job({"id": "big", "run": {"cmd": "true", "cpus": int("1" + "0" * 400)}})
+    constraint = {"attribute": "rack", "operator": "LIKE", "value": "a{99999999999}"}
+    with pytest.raises(SpecError, match="constraints"):
+        parse_job({"id": "re", "run": {"cmd": "true", "placement": {"constraints": [constraint]}}})
