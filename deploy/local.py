@@ -1,11 +1,12 @@
-"""``mensa local``: a whole cluster on this machine, with the example scheduler and the batch
-framework.
+"""``mensa local``: a whole cluster on this machine, with the example scheduler and both bundled
+frameworks.
 
-Starts one standalone master, N agents (each with its own port range), the batch framework
-(``mensa batch``, with a sample one-off job run at once and a sample job scheduled every 10
-seconds) and the example ``HelloScheduler``; shows the scheduler's tasks completing; stops
-everything it started, by pid, on Ctrl-C (or when the scheduler is done, with
-``--exit-when-done``).
+Starts one standalone master, N agents (each with its own port range), the service framework
+(``mensa service``, deploying a sample app: two instances of a small HTTP server with an HTTP
+health check), the batch framework (``mensa batch``, with a sample one-off job run at once and a
+sample job scheduled every 10 seconds) and the example ``HelloScheduler``; shows the
+scheduler's tasks completing; stops everything it started, by pid, on Ctrl-C (or when the
+scheduler is done, with ``--exit-when-done``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MODULE:CLASS of the scheduler to run ('' for none)")
     parser.add_argument("--batch-http-port", type=int, default=9000,
                         help="the batch framework's REST API port (0 = any free; -1: no batch framework)")
+    parser.add_argument("--service-http-port", type=int, default=8080,
+                        help="the service framework's REST API port (0 = any free; -1: no service framework)")
     parser.add_argument("--exit-when-done", action="store_true",
                         help="stop the cluster once the scheduler has finished")
 
@@ -69,13 +72,22 @@ SAMPLE_JOBS: list[dict[str, Any]] = [
 ]
 
 
-def _post(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = json.dumps(body or {}).encode()
-    request = urllib.request.Request(url, data=data, method="POST",
+SAMPLE_APP: dict[str, Any] = {
+    "id": "/hello/web", "instances": 2, "cpus": 0.1, "mem": 64,
+    "cmd": "exec python3 -m http.server $PORT0 --bind 0.0.0.0",
+    "portDefinitions": [{"port": 0, "name": "http"}],
+    "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0, "gracePeriodSeconds": 30,
+                      "intervalSeconds": 5, "timeoutSeconds": 3, "maxConsecutiveFailures": 3}],
+    "labels": {"sample": "true"},
+}
+
+
+def _post(url: str, body: Any = None, method: str = "POST") -> Any:
+    data = json.dumps({} if body is None else body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
-        answer: dict[str, Any] = json.load(response)
-        return answer
+        return json.load(response)
 
 
 def _start_batch(root: Path, address: str, port: int, log_flags: list[str]) -> tuple[ManagedProcess, str]:
@@ -96,6 +108,23 @@ def _start_batch(root: Path, address: str, port: int, log_flags: list[str]) -> t
             time.sleep(0.2)
     _post(f"{api}/v1/jobs/hello-batch/runs")
     return batch, api
+
+
+def _start_service(root: Path, address: str, port: int, log_flags: list[str]) -> tuple[ManagedProcess, str]:
+    """Starts the service framework and deploys the sample app (PUT: created or kept as is)."""
+    service = ManagedProcess("service", mensa_argv(
+        "service", "--master", address, "--work-dir", str(root / "service"), "--http-port", str(port),
+        *log_flags), root / "service").start()
+    api = f"http://127.0.0.1:{service.endpoints()['http_port']}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _post(f"{api}/v2/apps{SAMPLE_APP['id']}", SAMPLE_APP, method="PUT")
+            return service, api
+        except OSError:  # not serving yet (or not leading yet): retry for a while
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,12 +156,21 @@ def run(args: argparse.Namespace) -> int:
                 *log_flags), agent_dir).start()
             started.append(agent)
         _wait_agents(http, args.agents)
+        service_api = None
+        if args.service_http_port >= 0:
+            service, service_api = _start_service(root, address, args.service_http_port, log_flags)
+            started.append(service)
         batch_api = None
         if args.batch_http_port >= 0:
             batch, batch_api = _start_batch(root, address, args.batch_http_port, log_flags)
             started.append(batch)
         print(f"\nMensa is up: master {address}, {args.agents} agents. Dashboard: {http}/")
         print(f"Mesos scheduler API: {http}/api/v1/scheduler   Metrics: {http}/metrics")
+        if service_api:
+            print(f"Services (Marathon API): {service_api}/v2/apps - {SAMPLE_APP['id']} runs "
+                  f"{SAMPLE_APP['instances']} instances of a small HTTP server.")
+            print(f"  Try: mensa app list --service {service_api};  mensa app scale {SAMPLE_APP['id']} 3 "
+                  f"--service {service_api}")
         if batch_api:
             print(f"Batch jobs (Metronome API): {batch_api}/v1/jobs - hello-batch ran once, "
                   "every-ten-seconds runs every 10 s.")

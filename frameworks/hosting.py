@@ -272,7 +272,12 @@ class FrameworkHost(Generic[E]):
         if self.leadership is not None:
             self.leadership.stop()
         server.stop()
+        self.closing()
         self.log.info("framework_stopped", exit_code=self.exit_code)
+
+    def closing(self) -> None:
+        """Invoked once the instance has stopped serving (on the loop): ends what the subclass
+        keeps open beyond requests (event streams, say). Does nothing by default."""
 
     def _threadsafe(self, fn: Callable[..., Any]) -> Callable[..., None]:
         """Wraps ``fn`` (a coroutine function or a plain one) to run on the loop, from any thread."""

@@ -202,6 +202,9 @@ class Converger:
         record = engine.apps.get(app_id)
         dep, action = self._action(app_id)
         live = self._live(app_id)
+        if record is None and app_id in engine.held:
+            engine.offer_book.want(app_id, None, "", 0, now)  # its record is unreadable: hands off
+            return
         if record is None or (action is not None and action.kind == STOP):
             for inst in live:
                 engine.kill(inst, "app deleted", now)

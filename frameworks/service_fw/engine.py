@@ -31,7 +31,7 @@ import structlog
 from mensa.frameworks.reading import SpecError
 from mensa.frameworks.service_fw import events
 from mensa.frameworks.service_fw.app_reading import app_json, dependency_cycle, parse_app
-from mensa.frameworks.service_fw.apps import AppSpec, app_id_of_task, app_key, needs_restart
+from mensa.frameworks.service_fw.apps import AppSpec, app_key, needs_restart
 from mensa.frameworks.service_fw.backoff import LaunchDelays
 from mensa.frameworks.service_fw.commands import (
     KIND_APP,
@@ -56,9 +56,9 @@ from mensa.frameworks.service_fw.records import (
     MAX_VERSIONS,
     AppRecord,
     deployment_doc,
-    deployment_of,
     version_key,
 )
+from mensa.frameworks.service_fw.restore import restore_records
 from mensa.proto import mensa_pb2
 
 log = structlog.get_logger(__name__)
@@ -94,10 +94,12 @@ class ServiceEngine:
         self.new_id = new_id or (lambda: uuid.uuid4().hex)
         self.apps: dict[str, AppRecord] = {}
         self.versions: dict[tuple[str, str], AppSpec] = {}
+        self.version_docs: dict[tuple[str, str], dict[str, Any]] = {}  # restored, not read yet
         self.instances: dict[str, Instance] = {}
         self.by_app: dict[str, dict[str, Instance]] = {}
         self.deployment_list: dict[str, Deployment] = {}
         self.locks: dict[str, str] = {}  # app id -> the deployment that changes it
+        self.held: set[str] = set()  # apps whose stored record was unreadable: never killed
         self.delays = LaunchDelays()
         self.last_failures: dict[str, dict[str, Any]] = {}
         self.counters: dict[str, int] = {"launched": 0, "killed": 0, "failed": 0, "replaced": 0,
@@ -234,6 +236,7 @@ class ServiceEngine:
         dep = Deployment(id=self._deployment_id(), version=version, steps=steps,
                          original=original, target=dict(targets), started_at=now, rollback_of=rollback_of)
         for app_id, spec in targets.items():
+            self.held.discard(app_id)
             self._record_version(app_id, spec, version, restart=restart)
         for app_id in targets:
             self._take_lock(app_id, dep, now)
@@ -307,6 +310,7 @@ class ServiceEngine:
         while len(record.versions) > MAX_VERSIONS:
             gone = record.versions.pop(0)
             self.versions.pop((app_id, gone), None)
+            self.version_docs.pop((app_id, gone), None)
             self.emit(Forget(KIND_VERSION, version_key(app_id, gone)))
         self.save_app(record)
         self.converger.dirty.add(app_id)
@@ -318,6 +322,7 @@ class ServiceEngine:
             return
         for version in record.versions:
             self.versions.pop((app_id, version), None)
+            self.version_docs.pop((app_id, version), None)
             self.emit(Forget(KIND_VERSION, version_key(app_id, version)))
         self.emit(Forget(KIND_APP, app_key(app_id)))
         self.delays.reset(app_id)
@@ -440,53 +445,9 @@ class ServiceEngine:
 
     def restore(self, records: dict[str, dict[str, dict[str, Any]]], now: float) -> list[Command]:
         """Rebuilds from stored records (apps, versions, instances, deployments); a record that
-        cannot be read is logged and skipped. Returns what to do first (reconciliation)."""
-        for key, doc in records.get(KIND_APP, {}).items():
-            try:
-                record = AppRecord.from_doc(doc)
-            except (KeyError, TypeError, ValueError, SpecError) as exc:
-                log.error("service_record_unreadable", kind=KIND_APP, key=key, error=str(exc))
-                continue
-            self.apps[record.app_id] = record
-        for key, doc in records.get(KIND_VERSION, {}).items():
-            app_part, _, version = key.rpartition("@")
-            app_id = next((a for a in self.apps if app_key(a) == app_part), None)
-            if app_id is None:
-                continue
-            try:
-                self.versions[(app_id, version)] = parse_app(doc["spec"])
-            except (KeyError, TypeError, ValueError, SpecError) as exc:
-                log.error("service_record_unreadable", kind=KIND_VERSION, key=key, error=str(exc))
-        for record in self.apps.values():
-            record.versions = [v for v in record.versions if (record.app_id, v) in self.versions]
-            self.versions.setdefault((record.app_id, record.version), record.spec)
-            if record.version not in record.versions:
-                record.versions.append(record.version)
-        for key, doc in records.get(KIND_INSTANCE, {}).items():
-            try:
-                inst = Instance.from_json(doc)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.error("service_record_unreadable", kind=KIND_INSTANCE, key=key, error=str(exc))
-                continue
-            if app_id_of_task(inst.task_id) is None:
-                continue
-            self.add_instance(inst)
-            self.converger.restored(inst, now)
-        for key, doc in records.get(KIND_DEPLOYMENT, {}).items():
-            try:
-                dep = deployment_of(doc)
-            except (KeyError, TypeError, ValueError, SpecError) as exc:
-                log.error("service_record_unreadable", kind=KIND_DEPLOYMENT, key=key, error=str(exc))
-                continue
-            self.deployment_list[dep.id] = dep
-            for app_id in dep.affected_apps:
-                self.locks[app_id] = dep.id
-        log.info("service_state_restored", apps=len(self.apps), instances=len(self.instances),
-                 deployments=len(self.deployment_list))
-        known = tuple((i.task_id, i.agent_id) for i in self.instances.values() if i.agent_id)
-        if known:
-            self.emit(Reconcile(known))
-        # Nothing converges before the master has answered: subscribed() does that.
+        cannot be read is logged and skipped. Nothing converges, and nothing is reconciled,
+        before the framework has subscribed: ``subscribed`` does both."""
+        restore_records(self, records, now)
         return self.flush()
 
     # -- queries ------------------------------------------------------------------------------------
@@ -503,6 +464,16 @@ class ServiceEngine:
     def app_version(self, app_id: str, version: str) -> AppSpec:
         self.app_record(app_id)
         spec = self.versions.get((app_id, version))
+        doc = self.version_docs.get((app_id, version))
+        if spec is None and doc is not None:
+            try:
+                spec = parse_app(doc["spec"])
+            except (KeyError, TypeError, ValueError, SpecError) as exc:
+                log.error("service_record_unreadable", kind=KIND_VERSION, app_id=app_id, version=version,
+                          error=str(exc))
+            else:
+                self.versions[(app_id, version)] = spec
+                del self.version_docs[(app_id, version)]
         if spec is None:
             raise NotFound(f"App '{app_id}' does not exist in version {version}")
         return spec

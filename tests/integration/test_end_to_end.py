@@ -139,7 +139,7 @@ def test_local_cluster_command_runs_the_example_and_leaves_nothing_behind(tmp_pa
     work = tmp_path / "local"
     proc = ManagedProcess("local", mensa_argv(
         "local", "--work-dir", str(work), "--port", "0", "--http-port", "0", "--batch-http-port", "0",
-        "--tasks", "4", "--exit-when-done"), tmp_path).start()
+        "--service-http-port", "0", "--tasks", "4", "--exit-when-done"), tmp_path).start()
     try:
         assert proc.proc is not None
         assert proc.proc.wait(120) == 0, (tmp_path / "local.log").read_text()[-3000:]
@@ -152,6 +152,9 @@ def test_local_cluster_command_runs_the_example_and_leaves_nothing_behind(tmp_pa
     # The batch framework ran its sample one-off job, once.
     sandboxes = list(work.glob("agent*/**/executors/hello-batch.*/runs/latest/stdout"))
     assert len(sandboxes) == 1 and "hello from a batch job" in sandboxes[0].read_text()
+    # The service framework launched its sample app's two instances (each once).
+    assert "Services (Marathon API)" in log
+    assert len(list(work.glob("agent*/**/executors/hello_web.*/runs/latest"))) == 2
 
 
 def test_finished_sandboxes_are_garbage_collected_live_ones_kept(cluster: Cluster) -> None:

@@ -55,6 +55,8 @@ PURE_MODULES = [
     "mensa.frameworks.service_fw.app_reading",
     "mensa.frameworks.service_fw.app_parts",
     "mensa.frameworks.service_fw.app_ports",
+    "mensa.frameworks.service_fw.views",
+    "mensa.frameworks.service_fw.restore",
     "mensa.deploy.app_views",
     "mensa.frameworks.service_fw.instances",
     "mensa.frameworks.service_fw.deployments",

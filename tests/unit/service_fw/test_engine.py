@@ -158,11 +158,15 @@ def test_a_restarted_engine_reconciles_and_never_launches_twice() -> None:
     h = Harness()
     h.deploy(app(instances=2))
     tasks = launched(h.offer("a1"))
-    commands = h.restart()
+    first_version = h.engine.app_record("/web").version
+    h.restart()
+    commands = h.apply(h.engine.subscribed(h.now))
     [reconcile] = [c for c in commands if isinstance(c, Reconcile)]
     assert set(reconcile.task_ids) == {t.task_id.value for t in tasks}
-    h.apply(h.engine.subscribed(h.now))
     assert launched(h.offer("a1")) == []  # the two stored instances count
+    # Versions come back (read when asked for), the deployment too, and it finishes.
+    assert h.engine.app_version("/web", first_version).instances == 2
+    assert len(h.engine.deployments()) == 1
     h.run_all("/web")
     assert h.engine.deployments() == []
 
@@ -217,3 +221,17 @@ def test_killing_tasks_with_scale_lowers_the_instance_count() -> None:
     assert dep is None
     h.finish_kills()
     assert len(launched(h.offer("a1"))) == 1  # replaced
+
+
+def test_an_unreadable_app_record_holds_its_instances_instead_of_killing_them() -> None:
+    h = Harness()
+    h.deploy(app(instances=1))
+    [task] = launched(h.offer("a1"))
+    h.run_all("/web")
+    h.records["app"]["web"] = {"spec": {"id": 3}}
+    h.restart()
+    commands = h.apply(h.engine.subscribed(h.now))
+    assert killed(commands) == []
+    assert task.task_id.value in h.engine.instances
+    h.deploy(app(instances=1))  # deploying it again takes it back
+    assert launched(h.offer("a1")) == []
