@@ -220,8 +220,14 @@ class ServiceEngine:
         return self.change({app_id: record.spec}, now, force=force, restart=True)
 
     def change(self, targets: dict[str, AppSpec | None], now: float, *, force: bool = False,
-               restart: bool = False, rollback_of: str | None = None) -> tuple[Deployment, list[Command]]:
+               restart: bool = False) -> tuple[Deployment, list[Command]]:
         """The one way apps change: checks, a new version per app, and a deployment."""
+        dep = self._change(targets, now, force=force, restart=restart)
+        return dep, self.flush()
+
+    def _change(self, targets: dict[str, AppSpec | None], now: float, *, force: bool = False,
+                restart: bool = False, rollback_of: str | None = None) -> Deployment:
+        """``change`` without the flush: its commands stay queued with the caller's."""
         self._check(targets, force)
         original = {app_id: (self.apps[app_id].spec if app_id in self.apps else None) for app_id in targets}
         all_apps = {a: r.spec for a, r in self.apps.items()}
@@ -248,7 +254,7 @@ class ServiceEngine:
                  steps=[[f"{a.kind} {a.app_id}" for a in s] for s in steps])
         self.converger.advance(dep, now)
         self.converger.settle(now)
-        return dep, self.flush()
+        return dep
 
     def _deployment_id(self) -> str:
         new = self.new_id()
@@ -297,13 +303,13 @@ class ServiceEngine:
             self.apps[app_id] = record
         else:
             config_change = restart or needs_restart(record.spec, spec)
-            record.spec = spec
-            record.version = version
             if config_change:
-                record.config_version = version
+                record.config_version = (None if restart else self._running_config(app_id, spec)) or version
                 self.delays.reset(app_id)
             else:
                 record.scaling_version = version
+            record.spec = spec
+            record.version = version
         record.versions.append(version)
         self.versions[(app_id, version)] = spec
         self.emit(Persist(KIND_VERSION, version_key(app_id, version), {"spec": app_json(spec)}))
@@ -314,6 +320,18 @@ class ServiceEngine:
             self.emit(Forget(KIND_VERSION, version_key(app_id, gone)))
         self.save_app(record)
         self.converger.dirty.add(app_id)
+
+    def _running_config(self, app_id: str, spec: AppSpec) -> str | None:
+        """The configuration version some live instance of the app already runs, if ``spec`` is
+        that configuration (a rollback, or a change undone): those instances are kept."""
+        versions = {i.version for i in self.by_app.get(app_id, {}).values() if i.active}
+        for version in sorted(versions, reverse=True):
+            try:
+                if not needs_restart(self.app_version(app_id, version), spec):
+                    return version
+            except NotFound:
+                continue
+        return None
 
     def remove_app(self, app_id: str, now: float) -> None:
         """The app's StopApplication is done: its records go."""
@@ -352,7 +370,7 @@ class ServiceEngine:
             for inst in found:
                 self.kill(inst, "killed through the API (scaling down)", now)
             if targets:
-                dep, _ = self.change(targets, now, force=True)
+                dep = self._change(targets, now, force=True)
         else:
             for inst in found:
                 self.kill(inst, "killed through the API", now)
@@ -382,7 +400,7 @@ class ServiceEngine:
         if not back:
             self.converger.settle(now)
             return None, self.flush()
-        rollback, _ = self.change(back, now, force=True, rollback_of=dep.id)
+        rollback = self._change(back, now, force=True, rollback_of=dep.id)
         return rollback, self.flush()
 
     def _end_deployment(self, dep: Deployment, event: str, now: float) -> None:

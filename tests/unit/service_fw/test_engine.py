@@ -115,11 +115,19 @@ def test_cancelling_a_deployment_rolls_back_and_force_just_stops() -> None:
     h.deploy(app(instances=1))
     h.offer("a1")
     h.run_all("/web")
+    [old] = [i.task_id for i in h.live("/web")]
     dep = h.deploy(app(instances=1, cmd="sleep 2"))
+    [new] = launched(h.offer("a1"))
     rollback, commands = h.engine.cancel_deployment(dep.id, h.now)
     h.apply(commands)
     assert rollback is not None and rollback.rollback_of == dep.id
     assert h.engine.app_record("/web").spec.cmd == "sleep 1000"
+    # The rollback is stored, the new version's instance is killed, the old one kept.
+    assert rollback.id in h.records["deployment"] and dep.id not in h.records["deployment"]
+    assert killed(commands) == [new.task_id.value]
+    h.finish_kills()
+    assert [i.task_id for i in h.live("/web")] == [old]
+    assert h.engine.deployments() == []
     with pytest.raises(NotFound):
         h.engine.cancel_deployment("nope", h.now)
     created = h.deploy(app("/other", instances=1))
@@ -215,6 +223,8 @@ def test_killing_tasks_with_scale_lowers_the_instance_count() -> None:
     found, dep, commands = h.engine.kill_tasks([victim, "nope"], h.now, scale=True)
     h.apply(commands)
     assert [i.task_id for i in found] == [victim]
+    assert killed(commands) == [victim]
+    assert dep is not None and dep.id in h.records["deployment"]
     assert dep is not None and h.engine.app_record("/web").spec.instances == 1
     found, dep, commands = h.engine.kill_tasks([h.live("/web")[0].task_id], h.now)
     h.apply(commands)
