@@ -78,6 +78,8 @@ NESTED: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ("allocator", "mensa.bench.allocator_bench",
          "seconds per allocation pass over agents/frameworks, beside Mesos 1.8's"),
         ("batch", "mensa.bench.batch", "the batch framework: runs/s through its REST API, cron lateness"),
+        ("service", "mensa.bench.service",
+         "the service framework: POST of a 500-instance app to all RUNNING, GET /v2/apps latency"),
         ("failover", "mensa.bench.failover",
          "SIGKILL the leading master (3 masters, 3-node ZooKeeper) and time the failover"),
     ]),

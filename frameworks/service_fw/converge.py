@@ -258,9 +258,7 @@ class Converger:
         while not dep.done:
             actions = dep.current_actions
             if not all(self._action_done(a) for a in actions):
-                for a in actions:
-                    self.dirty.add(a.app_id)
-                return
+                return  # its apps converge again when something about them changes
             for a in actions:
                 if a.kind == STOP:
                     engine.remove_app(a.app_id, now)

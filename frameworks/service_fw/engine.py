@@ -246,6 +246,7 @@ class ServiceEngine:
             self._record_version(app_id, spec, version, restart=restart)
         for app_id in targets:
             self._take_lock(app_id, dep, now)
+        self.converger.dirty.update(targets)
         self.deployment_list[dep.id] = dep
         self.counters["deployments_started"] += 1
         self.save_deployment(dep)
