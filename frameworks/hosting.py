@@ -444,7 +444,11 @@ class FrameworkHost(Generic[E]):
             self.stop(1)
             return
         engine = self.make_engine()
-        commands = engine.restore(records, time.time()) or []
+        now = time.time()
+        commands = list(engine.restore(records, now) or [])
+        if self.framework_id:
+            # Subscribed already: the new engine reconciles and acts as after a (re)subscription.
+            commands += engine.subscribed(now) or []
         self.engine = engine
         await self._execute(commands)
 

@@ -72,7 +72,10 @@ def task_info(spec: JobSpec, run_id: str, index: int, task_id: str, view: OfferV
         command.shell = True
     elif run.args is not None:
         command.shell = False
-        command.value = run.args[0]
+        if run.docker is None:
+            command.value = run.args[0]  # the executable; arguments are the whole argv
+        # With a docker image the args are the container's command (after its entrypoint); the
+        # Docker containerizer runs [value, *arguments], so value stays empty there.
         command.arguments.extend(run.args)
     else:
         command.shell = False  # the image's own entrypoint and command

@@ -249,7 +249,7 @@ class AppTasksHandler(Leading):
 
     async def delete(self, raw_id: str) -> None:
         app_id = app_id_of(raw_id)
-        scale, wipe = self.flag("scale"), self.flag("wipe")
+        scale, wipe, force = self.flag("scale"), self.flag("wipe"), self.flag("force")
         if scale and wipe:
             raise ApiError(400, "You cannot use scale and wipe at the same time.")
         host = self.get_query_argument("host", None)
@@ -259,7 +259,7 @@ class AppTasksHandler(Leading):
             engine.app_record(app_id)
             ids = [i.task_id for i in engine.instances_of(app_id)
                    if host is None or host in ("*", i.hostname)]
-            killed, dep, commands = engine.kill_tasks(ids, now, scale=scale, wipe=wipe)
+            killed, dep, commands = engine.kill_tasks(ids, now, scale=scale, wipe=wipe, force=force)
             return (killed, dep), commands
 
         killed, dep = await self.apply(change)
@@ -277,14 +277,14 @@ class AppTaskHandler(Leading):
 
     async def delete(self, raw_id: str, task_id: str) -> None:
         app_id = app_id_of(raw_id)
-        scale, wipe = self.flag("scale"), self.flag("wipe")
+        scale, wipe, force = self.flag("scale"), self.flag("wipe"), self.flag("force")
         if scale and wipe:
             raise ApiError(400, "You cannot use scale and wipe at the same time.")
 
         def change(now: float) -> tuple[Any, Sequence[Any]]:
             engine = self.engine
             self._instance(engine, app_id, task_id)
-            killed, dep, commands = engine.kill_tasks([task_id], now, scale=scale, wipe=wipe)
+            killed, dep, commands = engine.kill_tasks([task_id], now, scale=scale, wipe=wipe, force=force)
             return (killed, dep), commands
 
         killed, dep = await self.apply(change)

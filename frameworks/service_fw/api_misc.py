@@ -75,13 +75,14 @@ class TasksDeleteHandler(Leading):
         ids = doc.get("ids")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ApiError(422, "Object is not valid", [("/ids", "a list of task ids is expected")])
-        scale, wipe = self.flag("scale"), self.flag("wipe")
+        scale, wipe, force = self.flag("scale"), self.flag("wipe"), self.flag("force")
         if scale and wipe:
             raise ApiError(400, "You cannot use scale and wipe at the same time.")
         wanted = unique(ids)
 
         def change(now: float) -> tuple[Any, Sequence[Any]]:
-            killed, dep, commands = self.engine.kill_tasks(wanted, now, scale=scale, wipe=wipe)
+            killed, dep, commands = self.engine.kill_tasks(wanted, now, scale=scale, wipe=wipe,
+                                                          force=force)
             return (killed, dep), commands
 
         killed, dep = await self.apply(change)

@@ -70,6 +70,9 @@ class Converger:
         self.pending: set[str] = set()
         self.kill_retries: dict[str, Retry] = {}
         self.unconfirmed: dict[str, Retry] = {}  # restored, until the master says something
+        # When restored instances came back: their launch-timeout and unreachable clocks count
+        # from then at the earliest (the framework was not watching while it was down).
+        self.restored_at: dict[str, float] = {}
 
     # -- instances --------------------------------------------------------------------------------
 
@@ -88,8 +91,16 @@ class Converger:
 
     def restored(self, inst: Instance, now: float) -> None:
         self.track(inst)
+        self.restored_at[inst.task_id] = now
         if inst.agent_id:
             self.unconfirmed[inst.task_id] = Retry(now + RECONCILE_RETRY_FIRST, RECONCILE_RETRY_FIRST)
+
+    def forget(self, task_id: str) -> None:
+        """The instance is gone from the engine: no timer may act on it any more."""
+        self.pending.discard(task_id)
+        self.kill_retries.pop(task_id, None)
+        self.unconfirmed.pop(task_id, None)
+        self.restored_at.pop(task_id, None)
 
     def kill_sent(self, inst: Instance, now: float) -> None:
         retry = self.kill_retries.get(inst.task_id)
@@ -212,12 +223,13 @@ class Converger:
             engine.offer_book.want(app_id, None, "", 0, now)
             return
         if dep is not None and (action is None or action.kind == START):
-            engine.offer_book.want(app_id, None, "", 0, now)  # held until its (scale) step comes
+            self._hold(app_id, dep, live, now)
             return
         spec, version = record.spec, record.config_version
         has_checks = bool(spec.health_checks)
         if action is not None and action.kind == RESTART:
-            decision = restart_decision(spec, version, live, has_checks)
+            decision = restart_decision(spec, version, live, has_checks,
+                                        lambda inst: engine.version_has_checks(app_id, inst.version))
             reason = "replaced by a new version"
         else:
             decision = scale_decision(spec, version, live, has_checks)
@@ -225,6 +237,18 @@ class Converger:
         for inst in decision.kill:
             engine.kill(inst, reason, now)
         engine.offer_book.want(app_id, spec, version, decision.start, now)
+
+    def _hold(self, app_id: str, dep: Deployment, live: list[Instance], now: float) -> None:
+        """An app whose deployment step has not come yet keeps running what it ran before: lost
+        instances are replaced with its original configuration; nothing is killed."""
+        engine = self.engine
+        original = dep.original.get(app_id)
+        version = engine.running_config(app_id, original) if original is not None else None
+        if original is None or version is None:
+            engine.offer_book.want(app_id, None, "", 0, now)
+            return
+        decision = scale_decision(original, version, live, bool(original.health_checks))
+        engine.offer_book.want(app_id, original, version, decision.start, now)
 
     def _forget_unreachable(self, app_id: str) -> None:
         """A stopped app does not wait for instances behind a partition: killed (above) and
@@ -235,7 +259,7 @@ class Converger:
                 self.kill_retries.pop(inst.task_id, None)
                 self.engine.drop_instance(inst)
 
-    def _action_done(self, action: Action) -> bool:
+    def _action_done(self, action: Action, preexisting: frozenset[str]) -> bool:
         engine = self.engine
         record = engine.apps.get(action.app_id)
         if action.kind == START:
@@ -249,7 +273,7 @@ class Converger:
         if action.kind == RESTART:
             return restart_done(record.spec, record.config_version, instances, has_checks)
         if action.kind == SCALE:
-            return scale_done(record.spec, record.config_version, instances, has_checks)
+            return scale_done(record.spec, record.config_version, instances, has_checks, preexisting)
         return True
 
     def advance(self, dep: Deployment, now: float) -> None:
@@ -257,7 +281,7 @@ class Converger:
         engine = self.engine
         while not dep.done:
             actions = dep.current_actions
-            if not all(self._action_done(a) for a in actions):
+            if not all(self._action_done(a, dep.preexisting) for a in actions):
                 return  # its apps converge again when something about them changes
             for a in actions:
                 if a.kind == STOP:
@@ -279,8 +303,16 @@ class Converger:
                 self.pending.discard(task_id)
                 continue
             spec = engine.spec_for(inst)
+            if task_id in self.unconfirmed:
+                # Restored and not answered for yet: nothing is decided on stale facts (a
+                # framework that was down must not kill tasks that ran fine meanwhile).
+                retry = self.kill_retries.get(task_id)
+                if inst.killing and retry is not None and now >= retry.at:
+                    engine.kill(inst, inst.kill_reason, now)
+                continue
+            since = self.restored_at.get(task_id, 0.0)
             if inst.state == UNREACHABLE and inst.unreachable_since is not None and spec is not None:
-                gone_for = now - inst.unreachable_since
+                gone_for = now - max(inst.unreachable_since, since)
                 strategy = spec.unreachable_strategy
                 if gone_for >= strategy.expunge_after_seconds:
                     log.warning("instance_expunged", task_id=task_id, app_id=inst.app_id,
@@ -296,7 +328,7 @@ class Converger:
                     self.dirty.add(inst.app_id)
                     continue
             if (inst.state in ("TASK_STAGING", "TASK_STARTING") and not inst.killing
-                    and now - inst.staged_at >= LAUNCH_TIMEOUT):
+                    and now - max(inst.staged_at, since) >= LAUNCH_TIMEOUT):
                 log.warning("instance_launch_timed_out", task_id=task_id, app_id=inst.app_id)
                 if spec is not None:
                     engine.delays.failed(inst.app_id, spec, now)
@@ -331,12 +363,15 @@ class Converger:
             if inst is None:
                 continue
             spec = engine.spec_for(inst)
+            if task_id in self.unconfirmed:
+                continue  # its reconciliation retry (below) wakes the timer
+            since = self.restored_at.get(task_id, 0.0)
             if inst.state == UNREACHABLE and inst.unreachable_since is not None and spec is not None:
                 s = spec.unreachable_strategy
-                times.append(inst.unreachable_since + (s.expunge_after_seconds if inst.killing
-                                                       else s.inactive_after_seconds))
+                times.append(max(inst.unreachable_since, since) + (
+                    s.expunge_after_seconds if inst.killing else s.inactive_after_seconds))
             elif inst.state in ("TASK_STAGING", "TASK_STARTING") and not inst.killing:
-                times.append(inst.staged_at + LAUNCH_TIMEOUT)
+                times.append(max(inst.staged_at, since) + LAUNCH_TIMEOUT)
         times.extend(r.at for r in self.kill_retries.values())
         times.extend(r.at for r in self.unconfirmed.values())
         delay_end = engine.offer_book.next_delay_end(now)

@@ -58,6 +58,8 @@ class Deployment:
     current_step: int = 0
     rollback_of: str | None = None  # the deployment this one rolls back
     waiting: dict[str, str] = field(default_factory=dict)  # app id -> why its action waits
+    # Instances live when it started: a scale waits for the instances it launched, not these.
+    preexisting: frozenset[str] = frozenset()
 
     @property
     def affected_apps(self) -> list[str]:

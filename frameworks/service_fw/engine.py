@@ -46,6 +46,7 @@ from mensa.frameworks.service_fw.converge import Converger
 from mensa.frameworks.service_fw.deployments import (
     KIND_DEPLOYMENT,
     RESTART,
+    SCALE,
     Action,
     Deployment,
 )
@@ -59,6 +60,7 @@ from mensa.frameworks.service_fw.records import (
     version_key,
 )
 from mensa.frameworks.service_fw.restore import restore_records
+from mensa.frameworks.service_fw.service_ports import assign_service_ports, service_ports_of
 from mensa.proto import mensa_pb2
 
 log = structlog.get_logger(__name__)
@@ -131,6 +133,7 @@ class ServiceEngine:
 
     def drop_instance(self, inst: Instance) -> None:
         self.instances.pop(inst.task_id, None)
+        self.converger.forget(inst.task_id)
         group = self.by_app.get(inst.app_id)
         if group is not None:
             group.pop(inst.task_id, None)
@@ -229,6 +232,7 @@ class ServiceEngine:
                 restart: bool = False, rollback_of: str | None = None) -> Deployment:
         """``change`` without the flush: its commands stay queued with the caller's."""
         self._check(targets, force)
+        targets = self._with_service_ports(self._with_cancelled_stops(targets))
         original = {app_id: (self.apps[app_id].spec if app_id in self.apps else None) for app_id in targets}
         all_apps = {a: r.spec for a, r in self.apps.items()}
         for app_id, spec in targets.items():
@@ -239,11 +243,14 @@ class ServiceEngine:
         steps = ([[Action(RESTART, a)] for a in targets] if restart
                  else plan(original, targets, all_apps=all_apps))
         version = self._version(targets, now)
-        dep = Deployment(id=self._deployment_id(), version=version, steps=steps,
-                         original=original, target=dict(targets), started_at=now, rollback_of=rollback_of)
         for app_id, spec in targets.items():
             self.held.discard(app_id)
             self._record_version(app_id, spec, version, restart=restart)
+        steps = self._with_restarts(steps, targets)
+        preexisting = frozenset(t for a in targets for t, i in self.by_app.get(a, {}).items() if i.active)
+        dep = Deployment(id=self._deployment_id(), version=version, steps=steps, original=original,
+                         target=dict(targets), started_at=now, rollback_of=rollback_of,
+                         preexisting=preexisting)
         for app_id in targets:
             self._take_lock(app_id, dep, now)
         self.converger.dirty.update(targets)
@@ -256,6 +263,54 @@ class ServiceEngine:
         self.converger.advance(dep, now)
         self.converger.settle(now)
         return dep
+
+    def _with_service_ports(self, targets: dict[str, AppSpec | None]) -> dict[str, AppSpec | None]:
+        """Each target with its 0 service ports assigned (kept from its current version)."""
+        used = {p for a, r in self.apps.items() if a not in targets for p in service_ports_of(r.spec)}
+        out: dict[str, AppSpec | None] = {}
+        for app_id, spec in sorted(targets.items()):
+            if spec is None:
+                out[app_id] = None
+                continue
+            current = self.apps.get(app_id)
+            try:
+                assigned = assign_service_ports(spec, current.spec if current else None, used)
+            except ValueError as exc:
+                raise SpecError("Object is not valid", [("/portDefinitions", str(exc))]) from None
+            used.update(service_ports_of(assigned))
+            out[app_id] = assigned
+        return out
+
+    def _with_cancelled_stops(self, targets: dict[str, AppSpec | None]) -> dict[str, AppSpec | None]:
+        """A forced change cancels the deployments holding its apps; apps those were deleting
+        are still deleted (by this deployment), never brought back by the cancellation."""
+        out = dict(targets)
+        for dep_id in sorted({self.locks[a] for a in targets if a in self.locks}):
+            old = self.deployment_list.get(dep_id)
+            if old is None:
+                continue
+            for app_id, spec in old.target.items():
+                if spec is None and app_id not in out and app_id in self.apps:
+                    out[app_id] = None
+        return out
+
+    def _with_restarts(self, steps: list[list[Action]], targets: dict[str, AppSpec | None]
+                       ) -> list[list[Action]]:
+        """An app some of whose live instances run another configuration than its current one
+        (a forced change in the middle of a rolling restart, say) is restarted, not only scaled:
+        no old instance is left behind by a deployment that reports success."""
+        mixed = {app_id for app_id, spec in targets.items() if spec is not None
+                 and any(i.version != self.apps[app_id].config_version
+                         for i in self.by_app.get(app_id, {}).values() if i.active)}
+        if not mixed:
+            return steps
+        out = [[Action(RESTART, a.app_id) if a.kind == SCALE and a.app_id in mixed else a for a in step]
+               for step in steps]
+        covered = {a.app_id for step in out for a in step if a.kind == RESTART}
+        missing = sorted(mixed - covered)
+        if missing:
+            out.append([Action(RESTART, a) for a in missing])
+        return out
 
     def _deployment_id(self) -> str:
         new = self.new_id()
@@ -305,7 +360,7 @@ class ServiceEngine:
         else:
             config_change = restart or needs_restart(record.spec, spec)
             if config_change:
-                record.config_version = (None if restart else self._running_config(app_id, spec)) or version
+                record.config_version = (None if restart else self.running_config(app_id, spec)) or version
                 self.delays.reset(app_id)
             else:
                 record.scaling_version = version
@@ -322,7 +377,14 @@ class ServiceEngine:
         self.save_app(record)
         self.converger.dirty.add(app_id)
 
-    def _running_config(self, app_id: str, spec: AppSpec) -> str | None:
+    def version_has_checks(self, app_id: str, version: str) -> bool:
+        """Whether the app's ``version`` has health checks (an unknown version: the current)."""
+        try:
+            return bool(self.app_version(app_id, version).health_checks)
+        except NotFound:
+            return self.has_health_checks(app_id)
+
+    def running_config(self, app_id: str, spec: AppSpec) -> str | None:
         """The configuration version some live instance of the app already runs, if ``spec`` is
         that configuration (a rollback, or a change undone): those instances are kept."""
         versions = {i.version for i in self.by_app.get(app_id, {}).values() if i.active}
@@ -350,11 +412,13 @@ class ServiceEngine:
         self.emit(events.app_terminated(app_id, now))
         log.info("app_removed", app_id=app_id)
 
-    def kill_tasks(self, task_ids: Iterable[str], now: float, *, scale: bool = False, wipe: bool = False
-                   ) -> tuple[list[Instance], Deployment | None, list[Command]]:
+    def kill_tasks(self, task_ids: Iterable[str], now: float, *, scale: bool = False, wipe: bool = False,
+                   force: bool = False) -> tuple[list[Instance], Deployment | None, list[Command]]:
         """Kills the named tasks (unknown ids are skipped). With ``scale`` their apps' instance
-        counts go down by as many (a deployment); otherwise they are replaced. ``wipe`` also
-        forgets them at once (Marathon's wipe: for tasks on agents that are gone for good)."""
+        counts go down by as many (a deployment; Conflict, before anything is killed, when an
+        app is under another deployment and not ``force``); otherwise they are replaced.
+        ``wipe`` also forgets them at once (Marathon's wipe: for tasks on agents that are gone
+        for good)."""
         found = [self.instances[t] for t in dict.fromkeys(task_ids) if t in self.instances]
         found = [i for i in found if not i.terminal]
         dep: Deployment | None = None
@@ -368,6 +432,8 @@ class ServiceEngine:
                 record = self.apps.get(app_id)
                 if record is not None:
                     targets[app_id] = record.spec.scaled(max(0, record.spec.instances - n))
+            if targets:
+                self._check(targets, force)
             for inst in found:
                 self.kill(inst, "killed through the API (scaling down)", now)
             if targets:

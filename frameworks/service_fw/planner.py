@@ -26,7 +26,7 @@ Usage::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mensa.frameworks.service_fw.apps import AppSpec, needs_restart
@@ -208,14 +208,18 @@ def scale_decision(target: AppSpec, version: str, instances: Sequence[Instance],
     return Decision(0, ordered[:len(live) - wanted])
 
 
-def scale_done(target: AppSpec, version: str, instances: Sequence[Instance], has_checks: bool) -> bool:
-    """True when exactly ``target.instances`` instances are live, all running (and healthy when
-    the app has health checks), and every kill sent has ended (an UNREACHABLE instance being
-    killed is not waited for). Instances of any version count; ``version`` is taken for
-    symmetry with ``restart_done``."""
+def scale_done(target: AppSpec, version: str, instances: Sequence[Instance], has_checks: bool,
+               preexisting: Collection[str] = ()) -> bool:
+    """True when exactly ``target.instances`` instances are live, every kill sent has ended (an
+    UNREACHABLE instance being killed is not waited for), and the instances not in
+    ``preexisting`` (task ids live when the deployment started) are running, and healthy when
+    the app has health checks. Instances that were there before are not waited for: one failing its
+    checks, or behind a partition, is the upkeep's to replace, not the scale's. Instances of any
+    version count; ``version`` is taken for symmetry with ``restart_done``."""
     del version
     live = [i for i in instances if i.active]
-    return (len(live) == target.instances and all(i.is_healthy(has_checks) for i in live)
+    fresh = [i for i in live if i.task_id not in preexisting]
+    return (len(live) == target.instances and all(i.is_healthy(has_checks) for i in fresh)
             and not any(_lingering(i) for i in instances))
 
 
@@ -243,7 +247,7 @@ def upgrade_bounds(target: AppSpec) -> tuple[int, int]:
 
 
 def restart_decision(target: AppSpec, version: str, instances: Sequence[Instance],
-                     has_checks: bool) -> Decision:
+                     has_checks: bool, old_checks: Callable[[Instance], bool] | None = None) -> Decision:
     """Returns the next move of a rolling restart to ``target``, whose instances run
     ``version``: "new" instances run it, "old" ones any other version. Only live instances
     count (one being killed counts for nothing: it is on its way out). With
@@ -272,6 +276,10 @@ def restart_decision(target: AppSpec, version: str, instances: Sequence[Instance
 
     A new version that never turns healthy leaves the first row's two healthy old instances
     running: the restart stalls at min_healthy instead of taking the app down.
+
+    An old instance is judged by its own version's health checks (``old_checks(instance)``:
+    whether that version has any; default ``has_checks``): an old version without checks is
+    healthy when running, even if the new version adds checks.
     """
     live = [i for i in instances if i.active]
     wanted = target.instances
@@ -286,8 +294,11 @@ def restart_decision(target: AppSpec, version: str, instances: Sequence[Instance
         gone = {i.task_id for i in extra}
         new = [i for i in new if i.task_id not in gone]
 
-    unhealthy_old = [i for i in old if not i.is_healthy(has_checks)]
-    healthy_old = [i for i in old if i.is_healthy(has_checks)]
+    def old_healthy(inst: Instance) -> bool:
+        return inst.is_healthy(has_checks if old_checks is None else old_checks(inst))
+
+    unhealthy_old = [i for i in old if not old_healthy(i)]
+    healthy_old = [i for i in old if old_healthy(i)]
     kill += surplus_order(unhealthy_old, version, target.kill_selection, has_checks)
 
     healthy = len(healthy_old) + sum(1 for i in new if i.is_healthy(has_checks))

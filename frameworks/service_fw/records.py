@@ -76,7 +76,7 @@ def deployment_doc(dep: Deployment) -> dict[str, Any]:
             "original": {k: _spec_doc(v) for k, v in dep.original.items()},
             "target": {k: _spec_doc(v) for k, v in dep.target.items()},
             "started_at": dep.started_at, "current_step": dep.current_step,
-            "rollback_of": dep.rollback_of}
+            "rollback_of": dep.rollback_of, "preexisting": sorted(dep.preexisting)}
 
 
 def deployment_of(doc: dict[str, Any]) -> Deployment:
@@ -86,4 +86,5 @@ def deployment_of(doc: dict[str, Any]) -> Deployment:
                       original={str(k): _spec_of(v) for k, v in doc["original"].items()},
                       target={str(k): _spec_of(v) for k, v in doc["target"].items()},
                       started_at=float(doc["started_at"]), current_step=int(doc["current_step"]),
-                      rollback_of=doc.get("rollback_of"))
+                      rollback_of=doc.get("rollback_of"),
+                      preexisting=frozenset(str(t) for t in doc.get("preexisting", ())))

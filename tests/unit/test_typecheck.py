@@ -57,6 +57,7 @@ PURE_MODULES = [
     "mensa.frameworks.service_fw.app_ports",
     "mensa.frameworks.service_fw.views",
     "mensa.frameworks.service_fw.restore",
+    "mensa.frameworks.service_fw.service_ports",
     "mensa.deploy.app_views",
     "mensa.frameworks.service_fw.instances",
     "mensa.frameworks.service_fw.deployments",

@@ -153,7 +153,10 @@ def test_the_task_info_for_cmd_args_docker_env_and_grace_period() -> None:
         False, "/bin/echo", ["/bin/echo", "a b"])
     img = tasks["img"]
     assert img.container.type == mensa_pb2.ContainerInfo.DOCKER and img.container.docker.image == "busybox:1"
-    assert (img.command.shell, img.command.value) == (False, "sleep")
+    # With an image, args are the container's command: the Docker containerizer runs
+    # [value, *arguments], so the value stays empty (argv[0] is not doubled).
+    assert (img.command.shell, img.command.value) == (False, "")
+    assert img.command.arguments[0] == "sleep"
     default = tasks["img-default"]
     assert (default.command.shell, default.command.value) == (False, "")  # the image's own command
     assert default.container.docker.force_pull_image

@@ -231,7 +231,7 @@ class TasksOfAnAppTest(ApiCase):
     def test_the_text_form_lists_endpoints_per_service_port(self) -> None:
         status, headers, text = self.call("GET", "/v2/apps/web/tasks", headers={"Accept": "text/plain"})
         assert status == 200 and headers["Content-Type"].startswith("text/plain")
-        assert text == "web\t0\th1:31000\th2:31000\t\n"
+        assert text == "web\t10000\th1:31000\th2:31000\t\n"  # the service port assigned to port 0
 
     def test_killing_tasks_by_host_replaces_them(self) -> None:
         status, _h, body = self.call("DELETE", "/v2/apps/web/tasks?host=h2")
@@ -240,10 +240,14 @@ class TasksOfAnAppTest(ApiCase):
         assert self.service.require_engine().instance(self.h2).killing
 
     def test_killing_with_scale_lowers_the_instance_count(self) -> None:
-        status, headers, body = self.call("DELETE", f"/v2/apps/web/tasks/{self.h1}?scale=true")
+        # The app is still under its first deployment: scaling needs force (Marathon's 409).
+        status, _h, body = self.call("DELETE", f"/v2/apps/web/tasks/{self.h1}?scale=true")
+        assert status == 409 and body["deployments"]
+        assert self.call("GET", f"/v2/apps/web/tasks/{self.h1}")[2]["task"]["state"] != "TASK_KILLING"
+        status, headers, body = self.call("DELETE", f"/v2/apps/web/tasks/{self.h1}?scale=true&force=true")
         assert status == 200 and headers["Marathon-Deployment-Id"] == body["deploymentId"]
         assert self.call("GET", "/v2/apps/web")[2]["app"]["instances"] == 1
-        status, _h, body = self.call("DELETE", "/v2/apps/web/tasks?scale=true")
+        status, _h, body = self.call("DELETE", "/v2/apps/web/tasks?scale=true&force=true")
         assert status == 200 and body["deploymentId"]
         assert self.call("GET", "/v2/apps/web")[2]["app"]["instances"] == 0
 

@@ -49,14 +49,15 @@ class TasksTest(ApiCase):
         task = next(t for t in self.call("GET", "/v2/tasks")[2]["tasks"] if t["id"] == self.web[0])
         assert task["appId"] == "/web" and task["host"] == "h1" and task["state"] == "TASK_RUNNING"
         status, _h, text = self.call("GET", "/v2/tasks", headers={"Accept": "text/plain"})
-        assert status == 200 and text.splitlines()[0].startswith("db\t0\th1:")
+        assert status == 200 and text.splitlines()[0].startswith("db\t10001\th1:")  # service ports
 
     def test_tasks_are_killed_by_id_with_or_without_scaling(self) -> None:
         status, _h, body = self.call("POST", "/v2/tasks/delete", {"ids": [self.db[0], "web.unknown"]})
         assert status == 200 and [t["id"] for t in body["tasks"]] == [self.db[0]]
         assert self.call("GET", "/v2/apps/db")[2]["app"]["instances"] == 1  # replaced, not scaled
 
-        status, headers, body = self.call("POST", "/v2/tasks/delete?scale=true", {"ids": self.web})
+        assert self.call("POST", "/v2/tasks/delete?scale=true", {"ids": self.web})[0] == 409  # deploying
+        status, headers, body = self.call("POST", "/v2/tasks/delete?scale=true&force=true", {"ids": self.web})
         assert status == 200 and headers["Marathon-Deployment-Id"] == body["deploymentId"]
         assert self.call("GET", "/v2/apps/web")[2]["app"]["instances"] == 0
 
