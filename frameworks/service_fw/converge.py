@@ -243,7 +243,7 @@ class Converger:
         instances are replaced with its original configuration; nothing is killed."""
         engine = self.engine
         original = dep.original.get(app_id)
-        version = engine.running_config(app_id, original) if original is not None else None
+        version = engine.changes.running_config(app_id, original) if original is not None else None
         if original is None or version is None:
             engine.offer_book.want(app_id, None, "", 0, now)
             return

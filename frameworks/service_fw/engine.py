@@ -8,7 +8,7 @@ shell carries out, in order: ``Persist``/``Forget`` first (the shell stores them
 anything), then ``Launch``, ``Decline``, ``Kill``, ``Reconcile``, ``Revive``/``Suppress`` and
 ``Emit`` (events for ``/v2/events``). It never reads the clock and does no I/O.
 
-How apps converge (``converge.py``): after each event, every app it touched is compared with
+How changes become versions and deployments: ``changes.py``. How apps converge (``converge.py``): after each event, every app it touched is compared with
 what it should run. An app in the current step of a deployment follows that step's action
 (scale, rolling restart, stop); any other app is kept at its instance count (failed, lost and
 long-unreachable instances are replaced, after the app's launch backoff). The difference becomes
@@ -30,9 +30,10 @@ import structlog
 
 from mensa.frameworks.reading import SpecError
 from mensa.frameworks.service_fw import events
-from mensa.frameworks.service_fw.app_reading import app_json, dependency_cycle, parse_app
-from mensa.frameworks.service_fw.apps import AppSpec, app_key, needs_restart
+from mensa.frameworks.service_fw.app_reading import parse_app
+from mensa.frameworks.service_fw.apps import AppSpec, app_key
 from mensa.frameworks.service_fw.backoff import LaunchDelays
+from mensa.frameworks.service_fw.changes import Changes
 from mensa.frameworks.service_fw.commands import (
     KIND_APP,
     KIND_VERSION,
@@ -45,46 +46,22 @@ from mensa.frameworks.service_fw.commands import (
 from mensa.frameworks.service_fw.converge import Converger
 from mensa.frameworks.service_fw.deployments import (
     KIND_DEPLOYMENT,
-    RESTART,
-    SCALE,
-    Action,
     Deployment,
 )
+from mensa.frameworks.service_fw.errors import Conflict, Exists, NotFound
 from mensa.frameworks.service_fw.instances import KIND_INSTANCE, Instance
 from mensa.frameworks.service_fw.offering import OfferBook, QueueEntry
-from mensa.frameworks.service_fw.planner import plan
 from mensa.frameworks.service_fw.records import (
-    MAX_VERSIONS,
     AppRecord,
     deployment_doc,
     version_key,
 )
 from mensa.frameworks.service_fw.restore import restore_records
-from mensa.frameworks.service_fw.service_ports import assign_service_ports, service_ports_of
 from mensa.proto import mensa_pb2
 
 log = structlog.get_logger(__name__)
 
 __all__ = ["AppRecord", "Conflict", "Exists", "NotFound", "QueueEntry", "ServiceEngine"]
-
-
-class NotFound(LookupError):
-    """An app, version, task or deployment that does not exist; ``str()`` is Marathon's message."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "not found"
-
-
-class Exists(Exception):
-    """Creating an app that already exists."""
-
-
-class Conflict(Exception):
-    """The apps are locked by deployments under way (HTTP 409 unless ``force``)."""
-
-    def __init__(self, message: str, deployments: list[str]) -> None:
-        super().__init__(message)
-        self.deployments = deployments
 
 
 class ServiceEngine:
@@ -111,6 +88,7 @@ class ServiceEngine:
         self.out: list[Command] = []
         self.latest_now = 0.0  # the latest time an event brought (for next_wakeup and queue)
         self.converger = Converger(self)
+        self.changes = Changes(self)
         self.offer_book = OfferBook(self)
 
     # -- bookkeeping shared by the parts ----------------------------------------------------------
@@ -168,16 +146,6 @@ class ServiceEngine:
     def app_instances(self, app_id: str) -> list[Instance]:
         return list(self.by_app.get(app_id, {}).values())
 
-    def _version(self, app_ids: Iterable[str], now: float) -> str:
-        """The version of a change: its time, made later than every affected app's latest
-        version (two changes within a millisecond still get distinct, ordered versions)."""
-        at = now
-        for app_id in app_ids:
-            record = self.apps.get(app_id)
-            if record is not None:
-                at = max(at, events.parse_iso(record.version) + 0.001)
-        return events.iso(at)
-
     # -- changes from the API ----------------------------------------------------------------------
 
     def create_app(self, spec: AppSpec, now: float, *, force: bool = False
@@ -225,157 +193,8 @@ class ServiceEngine:
     def change(self, targets: dict[str, AppSpec | None], now: float, *, force: bool = False,
                restart: bool = False) -> tuple[Deployment, list[Command]]:
         """The one way apps change: checks, a new version per app, and a deployment."""
-        dep = self._change(targets, now, force=force, restart=restart)
+        dep = self.changes.apply(targets, now, force=force, restart=restart)
         return dep, self.flush()
-
-    def _change(self, targets: dict[str, AppSpec | None], now: float, *, force: bool = False,
-                restart: bool = False, rollback_of: str | None = None) -> Deployment:
-        """``change`` without the flush: its commands stay queued with the caller's."""
-        self._check(targets, force)
-        targets = self._with_service_ports(self._with_cancelled_stops(targets))
-        original = {app_id: (self.apps[app_id].spec if app_id in self.apps else None) for app_id in targets}
-        all_apps = {a: r.spec for a, r in self.apps.items()}
-        for app_id, spec in targets.items():
-            if spec is None:
-                all_apps.pop(app_id, None)
-            else:
-                all_apps[app_id] = spec
-        steps = ([[Action(RESTART, a)] for a in targets] if restart
-                 else plan(original, targets, all_apps=all_apps))
-        version = self._version(targets, now)
-        for app_id, spec in targets.items():
-            self.held.discard(app_id)
-            self._record_version(app_id, spec, version, restart=restart)
-        steps = self._with_restarts(steps, targets)
-        preexisting = frozenset(t for a in targets for t, i in self.by_app.get(a, {}).items() if i.active)
-        dep = Deployment(id=self._deployment_id(), version=version, steps=steps, original=original,
-                         target=dict(targets), started_at=now, rollback_of=rollback_of,
-                         preexisting=preexisting)
-        for app_id in targets:
-            self._take_lock(app_id, dep, now)
-        self.converger.dirty.update(targets)
-        self.deployment_list[dep.id] = dep
-        self.counters["deployments_started"] += 1
-        self.save_deployment(dep)
-        self.emit(events.deployment("deployment_info", dep, now))
-        log.info("deployment_started", deployment_id=dep.id, apps=dep.affected_apps,
-                 steps=[[f"{a.kind} {a.app_id}" for a in s] for s in steps])
-        self.converger.advance(dep, now)
-        self.converger.settle(now)
-        return dep
-
-    def _with_service_ports(self, targets: dict[str, AppSpec | None]) -> dict[str, AppSpec | None]:
-        """Each target with its 0 service ports assigned (kept from its current version)."""
-        used = {p for a, r in self.apps.items() if a not in targets for p in service_ports_of(r.spec)}
-        out: dict[str, AppSpec | None] = {}
-        for app_id, spec in sorted(targets.items()):
-            if spec is None:
-                out[app_id] = None
-                continue
-            current = self.apps.get(app_id)
-            try:
-                assigned = assign_service_ports(spec, current.spec if current else None, used)
-            except ValueError as exc:
-                raise SpecError("Object is not valid", [("/portDefinitions", str(exc))]) from None
-            used.update(service_ports_of(assigned))
-            out[app_id] = assigned
-        return out
-
-    def _with_cancelled_stops(self, targets: dict[str, AppSpec | None]) -> dict[str, AppSpec | None]:
-        """A forced change cancels the deployments holding its apps; apps those were deleting
-        are still deleted (by this deployment), never brought back by the cancellation."""
-        out = dict(targets)
-        for dep_id in sorted({self.locks[a] for a in targets if a in self.locks}):
-            old = self.deployment_list.get(dep_id)
-            if old is None:
-                continue
-            for app_id, spec in old.target.items():
-                if spec is None and app_id not in out and app_id in self.apps:
-                    out[app_id] = None
-        return out
-
-    def _with_restarts(self, steps: list[list[Action]], targets: dict[str, AppSpec | None]
-                       ) -> list[list[Action]]:
-        """An app some of whose live instances run another configuration than its current one
-        (a forced change in the middle of a rolling restart, say) is restarted, not only scaled:
-        no old instance is left behind by a deployment that reports success."""
-        mixed = {app_id for app_id, spec in targets.items() if spec is not None
-                 and any(i.version != self.apps[app_id].config_version
-                         for i in self.by_app.get(app_id, {}).values() if i.active)}
-        if not mixed:
-            return steps
-        out = [[Action(RESTART, a.app_id) if a.kind == SCALE and a.app_id in mixed else a for a in step]
-               for step in steps]
-        covered = {a.app_id for step in out for a in step if a.kind == RESTART}
-        missing = sorted(mixed - covered)
-        if missing:
-            out.append([Action(RESTART, a) for a in missing])
-        return out
-
-    def _deployment_id(self) -> str:
-        new = self.new_id()
-        return f"{new[:8]}-{new[8:12]}-{new[12:16]}-{new[16:20]}-{new[20:32]}" if len(new) == 32 else new
-
-    def _check(self, targets: dict[str, AppSpec | None], force: bool) -> None:
-        """Raises SpecError (unknown dependencies, cycles) or Conflict (locked, without force)."""
-        after = {a: r.spec for a, r in self.apps.items()}
-        for app_id, spec in targets.items():
-            if spec is None:
-                after.pop(app_id, None)
-            else:
-                after[app_id] = spec
-        problems: list[tuple[str, str]] = []
-        for app_id, spec in targets.items():
-            if spec is None:
-                continue
-            for dep_id in spec.dependencies:
-                if dep_id == app_id:
-                    problems.append(("/dependencies", f"{app_id} cannot depend on itself"))
-                elif dep_id not in after:
-                    problems.append(("/dependencies", f"dependency {dep_id} of {app_id} does not exist"))
-        cycle = dependency_cycle(after)
-        if cycle:
-            problems.append(("/dependencies", "dependency cycle: " + " -> ".join(cycle)))
-        if problems:
-            raise SpecError("Object is not valid", problems)
-        locked = sorted({self.locks[a] for a in targets if a in self.locks})
-        if locked and not force:
-            raise Conflict("App is locked by one or more deployments. Override with the option "
-                           "'?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.", locked)
-
-    def _take_lock(self, app_id: str, dep: Deployment, now: float) -> None:
-        """A forced change cancels the deployments it overrides (their other apps are released)."""
-        old_id = self.locks.get(app_id)
-        if old_id is not None and old_id in self.deployment_list:
-            self._end_deployment(self.deployment_list[old_id], "deployment_failed", now)
-        self.locks[app_id] = dep.id
-
-    def _record_version(self, app_id: str, spec: AppSpec | None, version: str, *, restart: bool) -> None:
-        if spec is None:
-            return  # a deletion: the record goes when its StopApplication is done
-        record = self.apps.get(app_id)
-        if record is None:
-            record = AppRecord(spec, version, version, version, [])
-            self.apps[app_id] = record
-        else:
-            config_change = restart or needs_restart(record.spec, spec)
-            if config_change:
-                record.config_version = (None if restart else self.running_config(app_id, spec)) or version
-                self.delays.reset(app_id)
-            else:
-                record.scaling_version = version
-            record.spec = spec
-            record.version = version
-        record.versions.append(version)
-        self.versions[(app_id, version)] = spec
-        self.emit(Persist(KIND_VERSION, version_key(app_id, version), {"spec": app_json(spec)}))
-        while len(record.versions) > MAX_VERSIONS:
-            gone = record.versions.pop(0)
-            self.versions.pop((app_id, gone), None)
-            self.version_docs.pop((app_id, gone), None)
-            self.emit(Forget(KIND_VERSION, version_key(app_id, gone)))
-        self.save_app(record)
-        self.converger.dirty.add(app_id)
 
     def version_has_checks(self, app_id: str, version: str) -> bool:
         """Whether the app's ``version`` has health checks (an unknown version: the current)."""
@@ -383,18 +202,6 @@ class ServiceEngine:
             return bool(self.app_version(app_id, version).health_checks)
         except NotFound:
             return self.has_health_checks(app_id)
-
-    def running_config(self, app_id: str, spec: AppSpec) -> str | None:
-        """The configuration version some live instance of the app already runs, if ``spec`` is
-        that configuration (a rollback, or a change undone): those instances are kept."""
-        versions = {i.version for i in self.by_app.get(app_id, {}).values() if i.active}
-        for version in sorted(versions, reverse=True):
-            try:
-                if not needs_restart(self.app_version(app_id, version), spec):
-                    return version
-            except NotFound:
-                continue
-        return None
 
     def remove_app(self, app_id: str, now: float) -> None:
         """The app's StopApplication is done: its records go."""
@@ -433,11 +240,11 @@ class ServiceEngine:
                 if record is not None:
                     targets[app_id] = record.spec.scaled(max(0, record.spec.instances - n))
             if targets:
-                self._check(targets, force)
+                self.changes.check(targets, force)
             for inst in found:
                 self.kill(inst, "killed through the API (scaling down)", now)
             if targets:
-                dep = self._change(targets, now, force=True)
+                dep = self.changes.apply(targets, now, force=True)
         else:
             for inst in found:
                 self.kill(inst, "killed through the API", now)
@@ -455,7 +262,7 @@ class ServiceEngine:
         dep = self.deployment_list.get(deployment_id)
         if dep is None:
             raise NotFound(f"DeploymentPlan {deployment_id} does not exist")
-        self._end_deployment(dep, "deployment_failed", now)
+        self.end_deployment(dep, "deployment_failed", now)
         self.counters["deployments_cancelled"] += 1
         if force:
             self.converger.settle(now)
@@ -467,10 +274,10 @@ class ServiceEngine:
         if not back:
             self.converger.settle(now)
             return None, self.flush()
-        rollback = self._change(back, now, force=True, rollback_of=dep.id)
+        rollback = self.changes.apply(back, now, force=True, rollback_of=dep.id)
         return rollback, self.flush()
 
-    def _end_deployment(self, dep: Deployment, event: str, now: float) -> None:
+    def end_deployment(self, dep: Deployment, event: str, now: float) -> None:
         self.deployment_list.pop(dep.id, None)
         for app_id in dep.affected_apps:
             if self.locks.get(app_id) == dep.id:
@@ -482,7 +289,7 @@ class ServiceEngine:
 
     def finish_deployment(self, dep: Deployment, now: float) -> None:
         self.counters["deployments_succeeded"] += 1
-        self._end_deployment(dep, "deployment_success", now)
+        self.end_deployment(dep, "deployment_success", now)
 
     def reset_delay(self, app_id: str, now: float) -> list[Command]:
         """Forgets an app's launch backoff (``DELETE /v2/queue/{app}/delay``)."""

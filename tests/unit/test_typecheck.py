@@ -58,6 +58,8 @@ PURE_MODULES = [
     "mensa.frameworks.service_fw.views",
     "mensa.frameworks.service_fw.restore",
     "mensa.frameworks.service_fw.service_ports",
+    "mensa.frameworks.service_fw.changes",
+    "mensa.frameworks.service_fw.errors",
     "mensa.deploy.app_views",
     "mensa.frameworks.service_fw.instances",
     "mensa.frameworks.service_fw.deployments",
