@@ -8,7 +8,8 @@ shell carries out, in order: ``Persist``/``Forget`` first (the shell stores them
 anything), then ``Launch``, ``Decline``, ``Kill``, ``Reconcile``, ``Revive``/``Suppress`` and
 ``Emit`` (events for ``/v2/events``). It never reads the clock and does no I/O.
 
-How changes become versions and deployments: ``changes.py``. How apps converge (``converge.py``): after each event, every app it touched is compared with
+How changes become versions and deployments: ``changes.py``. How apps converge
+(``converge.py``): after each event, every app it touched is compared with
 what it should run. An app in the current step of a deployment follows that step's action
 (scale, rolling restart, stop); any other app is kept at its instance count (failed, lost and
 long-unreachable instances are replaced, after the app's launch backoff). The difference becomes
