@@ -28,10 +28,9 @@ then acts) or read its queries, and render.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -44,7 +43,7 @@ from mensa.deploy.prometheus import prometheus_text
 from mensa.frameworks.batch_fw import jobs
 from mensa.frameworks.batch_fw.engine import Conflict, NotFound
 from mensa.frameworks.batch_fw.runs import iso
-from mensa.frameworks.store import StoreError
+from mensa.frameworks.rest_api import RETRY_SAFE_HEADER, ApiError, JsonHandler, shared_error
 
 if TYPE_CHECKING:
     from mensa.frameworks.batch_fw.engine import BatchEngine
@@ -52,98 +51,25 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-RETRY_SAFE_HEADER = "Mensa-Retry-Safe"
 MAX_BODY_BYTES = 512 * 1024  # well under the store's record limit, whatever the encoding
 EMBEDS = ("activeRuns", "history", "historySummary", "schedules")  # schedules: always there
 
 
-class ApiError(Exception):
-    """An answer other than success: the status and Metronome's error document."""
-
-    def __init__(self, status: int, message: str, details: Sequence[tuple[str, str]] = (),
-                 retry_safe: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = list(details)
-        # A 503 that changed nothing (no leader): clients may send it again. A 503 after a
-        # failed state write may have taken effect, and must not be repeated blindly.
-        self.retry_safe = retry_safe
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"message": self.message}
-        if self.details:
-            grouped: dict[str, list[str]] = {}
-            for path, error in self.details:
-                grouped.setdefault(path, []).append(error)
-            body["details"] = [{"path": p, "errors": e} for p, e in grouped.items()]
-        return body
-
-
 def error_for(exc: BaseException) -> ApiError | None:
     """The API error an exception stands for (None: an unexpected one, a 500)."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, jobs.SpecError):
-        body = exc.to_json()
-        error = ApiError(422, str(body.get("message") or "Object is not valid"))
-        error.details = [(d["path"], e) for d in body.get("details", []) for e in d.get("errors", [])]
-        return error
     if isinstance(exc, NotFound):
         return ApiError(404, str(exc) or "Object not found")
     if isinstance(exc, Conflict):
         return ApiError(409, str(exc) or "Conflict")
-    from mensa.frameworks.batch_fw.service import NotLeading
-
-    if isinstance(exc, NotLeading):
-        return ApiError(503, f"this instance cannot serve the request now: {exc}", retry_safe=True)
-    if isinstance(exc, StoreError):
-        return ApiError(503, f"the state could not be written, so the change may or may not have "
-                        f"taken effect; look before repeating it: {exc}")
-    return None
+    return shared_error(exc)
 
 
-class _Base(tornado.web.RequestHandler):
+class _Base(JsonHandler):
     def initialize(self, service: BatchService) -> None:
         self.service = service
 
-    def write_json(self, body: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        error = error_for(exc_info[1]) if exc_info else None
-        if error is None:
-            reason = self._reason if status_code != 500 else "internal error; see the framework's log"
-            error = ApiError(status_code, reason)
-        self.set_status(error.status)
-        self.set_header("Content-Type", "application/json")
-        if error.retry_safe:
-            self.set_header(RETRY_SAFE_HEADER, "true")
-        self.finish(json.dumps(error.to_json()))
-
-    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
-        if value is not None and error_for(value) is not None:
-            return  # an answer, not a failure
-        super().log_exception(typ, value, tb)
-
-    def body_json(self) -> Any:
-        """The request body as JSON; an ApiError (400) when it is not JSON."""
-        body = self.request.body
-        if not body.strip():
-            raise ApiError(400, "Invalid JSON", [("/", "the request has no body; JSON is expected")])
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise ApiError(400, "Invalid JSON", [("/", f"the body is not JSON: {exc}")]) from None
-
-    def body_object(self) -> dict[str, Any]:
-        doc = self.body_json()
-        if not isinstance(doc, dict):
-            raise ApiError(422, "Object is not valid", [("/", "a JSON object is expected")])
-        return doc
+    def api_error(self, exc: BaseException) -> ApiError | None:
+        return error_for(exc)
 
     def flag(self, name: str) -> bool:
         value = self.get_query_argument(name, "false").strip().lower()

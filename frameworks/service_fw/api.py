@@ -53,11 +53,10 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from mensa.frameworks.hosting import NotLeading
 from mensa.frameworks.reading import SpecError
+from mensa.frameworks.rest_api import RETRY_SAFE_HEADER, ApiError, JsonHandler, shared_error
 from mensa.frameworks.service_fw.engine import Conflict, Exists, NotFound
 from mensa.frameworks.service_fw.views import AppViews
-from mensa.frameworks.store import StoreError
 
 if TYPE_CHECKING:
     from mensa.frameworks.service_fw.engine import ServiceEngine
@@ -67,7 +66,6 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-RETRY_SAFE_HEADER = "Mensa-Retry-Safe"
 DEPLOYMENT_HEADER = "Marathon-Deployment-Id"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a bulk PUT of many apps; one app is at most 64 KiB
 
@@ -94,49 +92,15 @@ class Service(Protocol):
     async def apply_returning(self, fn: Callable[[float], tuple[T, Sequence[Any] | None]]) -> T: ...
 
 
-class ApiError(Exception):
-    """An answer other than success: the status and Marathon's error document."""
-
-    def __init__(self, status: int, message: str, details: Sequence[tuple[str, str]] = (), *,
-                 extra: dict[str, Any] | None = None, retry_safe: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = list(details)
-        self.extra = extra or {}
-        # A 503 that changed nothing (no leader): clients may send it again. A 503 after a
-        # failed state write may have taken effect, and must not be repeated blindly.
-        self.retry_safe = retry_safe
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"message": self.message}
-        if self.details:
-            grouped: dict[str, list[str]] = {}
-            for path, error in self.details:
-                grouped.setdefault(path or "/", []).append(error)
-            body["details"] = [{"path": p, "errors": e} for p, e in grouped.items()]
-        body.update(self.extra)
-        return body
-
-
 def error_for(exc: BaseException) -> ApiError | None:
     """The API error an exception stands for (None: an unexpected one, a 500)."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, SpecError):
-        return ApiError(422, exc.message or "Object is not valid", exc.details)
     if isinstance(exc, NotFound):
         return ApiError(404, str(exc))
     if isinstance(exc, Exists):
         return ApiError(409, str(exc))
     if isinstance(exc, Conflict):
         return ApiError(409, str(exc), extra={"deployments": [{"id": d} for d in exc.deployments]})
-    if isinstance(exc, NotLeading):
-        return ApiError(503, f"this instance cannot serve the request now: {exc}", retry_safe=True)
-    if isinstance(exc, StoreError):
-        return ApiError(503, f"the state could not be written, so the change may or may not have "
-                        f"taken effect; look before repeating it: {exc}")
-    return None
+    return shared_error(exc)
 
 
 def with_prefix(exc: SpecError, prefix: str) -> SpecError:
@@ -145,9 +109,14 @@ def with_prefix(exc: SpecError, prefix: str) -> SpecError:
                                    for path, reason in exc.details])
 
 
-class Base(tornado.web.RequestHandler):
+class Base(JsonHandler):
+    content_type = "application/json; charset=utf-8"
+
     def initialize(self, service: Service) -> None:
         self.service = service
+
+    def api_error(self, exc: BaseException) -> ApiError | None:
+        return error_for(exc)
 
     @property
     def views(self) -> AppViews:
@@ -170,39 +139,6 @@ class Base(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(text)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        error = error_for(exc_info[1]) if exc_info else None
-        if error is None:
-            reason = self._reason if status_code != 500 else "internal error; see the framework's log"
-            error = ApiError(status_code, reason)
-        self.set_status(error.status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        if error.retry_safe:
-            self.set_header(RETRY_SAFE_HEADER, "true")
-        self.finish(json.dumps(error.to_json()))
-
-    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
-        if value is not None and error_for(value) is not None:
-            return  # an answer, not a failure
-        super().log_exception(typ, value, tb)
-
-    def body_json(self) -> Any:
-        """The request body as JSON; an ApiError (400) when it is not JSON."""
-        body = self.request.body
-        if not body.strip():
-            raise ApiError(400, "Invalid JSON", [("/", "the request has no body; JSON is expected")])
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise ApiError(400, "Invalid JSON", [("/", f"the body is not JSON: {exc}")]) from None
-
-    def body_object(self) -> dict[str, Any]:
-        doc = self.body_json()
-        if not isinstance(doc, dict):
-            raise ApiError(422, "Object is not valid", [("/", "a JSON object is expected")])
-        return doc
 
     def flag(self, name: str, default: bool = False) -> bool:
         """A true/false query parameter (``?force`` alone is true); 400 for anything else."""
