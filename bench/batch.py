@@ -345,9 +345,12 @@ def raw_launch_rate(master: str, tasks: int, timeout: float) -> float | None:
 # -- the cluster -----------------------------------------------------------------------------------
 
 
-def start_processes(root: Path, args: argparse.Namespace, procs: list[ManagedProcess]) -> tuple[str, int]:
-    """Starts the master, the agents and ``mensa batch`` (appending each to ``procs`` as it
-    starts, so the caller stops what did start); returns the master's address and the API port."""
+def start_cluster(root: Path, args: argparse.Namespace, procs: list[ManagedProcess],
+                  command: str) -> tuple[str, int]:
+    """Starts a standalone master (``args.allocation_interval``), ``args.agents`` agents
+    (``args.agent_resources``, rlimits unless ``args.isolation``) and one bundled framework
+    (``mensa COMMAND``), each on loopback, appending each to ``procs`` as it starts so the caller
+    stops what did start; returns the master's address and the framework's API port."""
     master = ManagedProcess("master", mensa_argv(
         "master", "--work-dir", str(root / "master"), "--port", "0", "--http-port", "0",
         "--allocation-interval", str(args.allocation_interval), "--log-level", "warning"), root / "master")
@@ -365,11 +368,17 @@ def start_processes(root: Path, args: argparse.Namespace, procs: list[ManagedPro
         agents.append(agent)
     for agent in agents:
         agent.endpoints()
-    batch = ManagedProcess("batch", mensa_argv(
-        "batch", "--master", address, "--work-dir", str(root / "batch"), "--http-port", "0",
-        "--log-level", "warning"), root / "batch")
-    procs.append(batch.start())
-    port = int(batch.endpoints()["http_port"])
+    framework = ManagedProcess(command, mensa_argv(
+        command, "--master", address, "--work-dir", str(root / command), "--http-port", "0",
+        "--log-level", "warning"), root / command)
+    procs.append(framework.start())
+    return address, int(framework.endpoints()["http_port"])
+
+
+def start_processes(root: Path, args: argparse.Namespace, procs: list[ManagedProcess]) -> tuple[str, int]:
+    """Starts the cluster with ``mensa batch``; returns once the batch framework leads and is
+    registered: the master's address and the API port."""
+    address, port = start_cluster(root, args, procs, "batch")
     api = Api(port)
     deadline = time.monotonic() + 30
     while not api.expect("GET", "/info").get("leading"):

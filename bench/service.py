@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from mensa.bench import standalone
-from mensa.bench.batch import Api, interrupt, spread
+from mensa.bench.batch import Api, interrupt, spread, start_cluster
 from mensa.bench.launch import percentile
-from mensa.deploy.processes import ManagedProcess, kill_processes_under, mensa_argv
+from mensa.deploy.processes import ManagedProcess, kill_processes_under
 from mensa.deploy.runtime import configure_logging
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import Resources
@@ -264,31 +264,9 @@ def measure_launch(port: int, instances: int, timeout: float) -> Launch:
 
 
 def start_processes(root: Path, args: argparse.Namespace, procs: list[ManagedProcess]) -> int:
-    """Starts the master, the agents and ``mensa service`` (appending each to ``procs`` as it
-    starts, so the caller stops what did start); returns the service's API port once it leads
-    and is registered with the master."""
-    master = ManagedProcess("master", mensa_argv(
-        "master", "--work-dir", str(root / "master"), "--port", "0", "--http-port", "0",
-        "--allocation-interval", str(args.allocation_interval), "--log-level", "warning"), root / "master")
-    procs.append(master.start())
-    address = f"127.0.0.1:{master.endpoints()['zmq_port']}"
-    isolation = () if args.isolation else ("--isolation", "rlimits", "--pid-namespace", "off")
-    agents = []
-    for i in range(args.agents):
-        ports = f"ports:[{31000 + i * 1000}-{31999 + i * 1000}]"
-        agent = ManagedProcess(f"agent{i}", mensa_argv(
-            "agent", "--master", address, "--work-dir", str(root / f"agent{i}"), "--http-port", "0",
-            "--resources", f"{args.agent_resources};{ports}", "--hostname", f"agent{i}",
-            "--log-level", "warning", *isolation), root / f"agent{i}")
-        procs.append(agent.start())
-        agents.append(agent)
-    for agent in agents:
-        agent.endpoints()
-    service = ManagedProcess("service", mensa_argv(
-        "service", "--master", address, "--work-dir", str(root / "service"), "--http-port", "0",
-        "--log-level", "warning"), root / "service")
-    procs.append(service.start())
-    port = int(service.endpoints()["http_port"])
+    """Starts the cluster with ``mensa service`` (``bench.batch.start_cluster``); returns the
+    service's API port once it leads and is registered with the master."""
+    _address, port = start_cluster(root, args, procs, "service")
     api = Api(port)
     deadline = time.monotonic() + 30
     while True:

@@ -10,8 +10,9 @@ answers errors through ``api_error``, which each API extends with its own refusa
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import tornado.web
@@ -108,3 +109,16 @@ class JsonHandler(tornado.web.RequestHandler):
         if not isinstance(doc, dict):
             raise ApiError(422, "Object is not valid", [("/", "a JSON object is expected")])
         return doc
+
+    async def answer_as_standby(self, leader: Callable[[], str | None], framework: str) -> None:
+        """Answers a request this instance cannot serve (it does not lead): 307 to the leader
+        (``leader()`` may block: it runs off the loop), or 503, safe to retry, while none is
+        known."""
+        address = await asyncio.get_running_loop().run_in_executor(None, leader)
+        if address is not None:
+            self.set_header("Location", f"http://{address}{self.request.uri}")
+            self.write_json({"message": "this instance does not lead", "leader": address}, status=307)
+        else:
+            self.set_header(RETRY_SAFE_HEADER, "true")
+            self.write_json({"message": f"no {framework} framework instance leads right now; retry shortly"},
+                            status=503)

@@ -43,7 +43,7 @@ from mensa.deploy.prometheus import prometheus_text
 from mensa.frameworks.batch_fw import jobs
 from mensa.frameworks.batch_fw.engine import Conflict, NotFound
 from mensa.frameworks.batch_fw.runs import iso
-from mensa.frameworks.rest_api import RETRY_SAFE_HEADER, ApiError, JsonHandler, shared_error
+from mensa.frameworks.rest_api import ApiError, JsonHandler, shared_error
 
 if TYPE_CHECKING:
     from mensa.frameworks.batch_fw.engine import BatchEngine
@@ -100,17 +100,8 @@ class _Leading(_Base):
         return self.service.require_engine()
 
     async def prepare(self) -> None:
-        if self.service.engine is not None:
-            return
-        leader = await asyncio.get_running_loop().run_in_executor(None, self.service.leader)
-        if leader is not None:
-            self.set_status(307)
-            self.set_header("Location", f"http://{leader}{self.request.uri}")
-            self.write_json({"message": "this instance does not lead", "leader": leader}, status=307)
-        else:
-            self.set_header(RETRY_SAFE_HEADER, "true")
-            self.write_json({"message": "no batch framework instance leads right now; retry shortly"},
-                            status=503)
+        if self.service.engine is None:
+            await self.answer_as_standby(self.service.leader, "batch")
 
     async def apply(self, fn: Callable[[float], Any]) -> Any:
         """Runs an engine change returning commands (or ``(value, commands)`` when

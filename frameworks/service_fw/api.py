@@ -41,7 +41,6 @@ stores, then acts), and render with ``views.py``. ``make_app(service)`` builds t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import time
@@ -54,7 +53,7 @@ import tornado.netutil
 import tornado.web
 
 from mensa.frameworks.reading import SpecError
-from mensa.frameworks.rest_api import RETRY_SAFE_HEADER, ApiError, JsonHandler, shared_error
+from mensa.frameworks.rest_api import ApiError, JsonHandler, shared_error
 from mensa.frameworks.service_fw.engine import Conflict, Exists, NotFound
 from mensa.frameworks.service_fw.views import AppViews
 
@@ -166,16 +165,8 @@ class Leading(Base):
         return self.service.require_engine()
 
     async def prepare(self) -> None:
-        if self.service.engine is not None:
-            return
-        leader = await asyncio.get_running_loop().run_in_executor(None, self.service.leader)
-        if leader is not None:
-            self.set_header("Location", f"http://{leader}{self.request.uri}")
-            self.write_json({"message": "this instance does not lead", "leader": leader}, status=307)
-        else:
-            self.set_header(RETRY_SAFE_HEADER, "true")
-            self.write_json({"message": "no service framework instance leads right now; retry shortly"},
-                            status=503)
+        if self.service.engine is None:
+            await self.answer_as_standby(self.service.leader, "service")
 
     async def apply(self, fn: Callable[[float], tuple[T, Sequence[Any] | None]]) -> T:
         """Runs ``fn(now) -> (value, commands)`` (an engine change) through the service."""
