@@ -59,13 +59,9 @@ COUNTERS = ("offers_received", "offers_declined", "tasks_launched", "status_upda
             "state_records_written")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--jobs", type=int, default=5000, help="one-off jobs created and run (default 5000)")
-    parser.add_argument("--agents", type=int, default=2, help="agents to start (default 2)")
-    parser.add_argument("--cron-seconds", type=float, default=30.0,
-                        help=f"seconds the cron job ({CRON}) is kept scheduled (default 30; 0 skips it)")
-    parser.add_argument("--concurrency", type=int, default=16,
-                        help="concurrent HTTP clients submitting jobs (default 16)")
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``start_cluster``: each agent's resources, the master's allocation interval,
+    and the agents' isolation."""
     parser.add_argument("--agent-resources", default="cpus:8;mem:8192;disk:1000",
                         help="each agent's resources (default cpus:8;mem:8192;disk:1000)")
     parser.add_argument("--allocation-interval", type=float, default=1.0,
@@ -73,6 +69,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isolation", action="store_true",
                         help="agents with their default isolation (cgroups, PID namespaces) instead of "
                         "--isolation rlimits --pid-namespace off")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int, default=5000, help="one-off jobs created and run (default 5000)")
+    parser.add_argument("--agents", type=int, default=2, help="agents to start (default 2)")
+    parser.add_argument("--cron-seconds", type=float, default=30.0,
+                        help=f"seconds the cron job ({CRON}) is kept scheduled (default 30; 0 skips it)")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="concurrent HTTP clients submitting jobs (default 16)")
+    add_cluster_arguments(parser)
     parser.add_argument("--raw-tasks", type=int, default=500,
                         help="tasks then launched through the SDK alone, for the ceiling "
                         "(default 500; 0 skips)")

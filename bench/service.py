@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from mensa.bench import standalone
-from mensa.bench.batch import Api, interrupt, spread, start_cluster
+from mensa.bench.batch import Api, add_cluster_arguments, interrupt, spread, start_cluster
 from mensa.bench.launch import percentile
 from mensa.deploy.processes import ManagedProcess, kill_processes_under
 from mensa.deploy.runtime import configure_logging
@@ -74,13 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instances", type=int, default=500,
                         help="instances of the app launched on real agents (default 500; 0 skips the phase)")
     parser.add_argument("--agents", type=int, default=4, help="agents to start (default 4)")
-    parser.add_argument("--agent-resources", default="cpus:8;mem:8192;disk:1000",
-                        help="each agent's resources (default cpus:8;mem:8192;disk:1000)")
-    parser.add_argument("--allocation-interval", type=float, default=1.0,
-                        help="the master's --allocation-interval in seconds (default 1, the master's own)")
-    parser.add_argument("--isolation", action="store_true",
-                        help="agents with their default isolation (cgroups, PID namespaces) instead of "
-                        "--isolation rlimits --pid-namespace off")
+    add_cluster_arguments(parser)
     parser.add_argument("--apps", type=int, default=1000,
                         help="apps in the in-process listing phase (default 1000; 0 skips the phase)")
     parser.add_argument("--tasks-per-app", type=int, default=10, help="instances per app there (default 10)")
