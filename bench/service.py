@@ -166,7 +166,8 @@ class EventStream:
                 elif text.startswith("data:") and event == "status_update_event":
                     self._note(json.loads(text[5:]), seen)
                 elif text.startswith("data:") and event == "deployment_success":
-                    apps = json.loads(text[5:]).get("plan", {}).get("affectedApps", [])
+                    plan = json.loads(text[5:]).get("plan", {})
+                    apps = {a.get("app") for s in plan.get("steps", []) for a in s.get("actions", [])}
                     if self.app_id in apps and self.figures.deployed_at is None:
                         self.figures.deployed_at = seen
         except (OSError, ValueError, http.client.HTTPException) as exc:

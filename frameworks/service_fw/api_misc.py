@@ -12,7 +12,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from mensa.deploy.prometheus import prometheus_text
 from mensa.frameworks.service_fw.api import ApiError, Base, Leading, Service, query_values, unique
 from mensa.frameworks.service_fw.api_apps import app_id_of, endpoints_text
-from mensa.frameworks.service_fw.events import iso
 from mensa.frameworks.service_fw.records import MAX_VERSIONS
 from mensa.frameworks.service_fw.views import queue_json
 from mensa.proto import mensa_pb2
@@ -123,13 +122,18 @@ class PingHandler(Base):
 
 
 class InfoHandler(Base):
+    """Marathon's ``/v2/info``, with its fields only (the ``marathon`` Python client refuses any
+    other): this instance's address is ``leader`` when it leads, and always
+    ``marathon_config.webui_url`` (``http://host:port``, as the master shows the framework's);
+    its uptime is in ``/v2/metrics``."""
+
     async def get(self) -> None:
         from mensa.frameworks.service_fw.service import VERSION
 
         service = self.service
         leader = await asyncio.get_running_loop().run_in_executor(None, service.leader)
         opts = service.opts
-        _host, _sep, port = service.address.rpartition(":")
+        host, _sep, port = service.address.rpartition(":")
         zk = getattr(opts, "zk", None)
         self.write_json({
             "name": getattr(opts, "name", "mensa"),
@@ -138,18 +142,16 @@ class InfoHandler(Base):
             "elected": service.leading,
             "leader": leader,
             "frameworkId": service.framework_id,
-            "address": service.address,
-            "startedAt": iso(service.started_at),
             "marathon_config": {
                 "master": getattr(opts, "master", None),
                 "framework_name": getattr(opts, "name", None),
                 "ha": zk is not None,
                 "checkpoint": True,
                 "failover_timeout": getattr(opts, "failover_timeout", None),
-                "hostname": getattr(opts, "hostname", None) or getattr(opts, "ip", None),
+                "hostname": getattr(opts, "hostname", None) or host or getattr(opts, "ip", None),
                 "mesos_role": getattr(opts, "role", "*"),
                 "mesos_user": getattr(opts, "user", "") or None,
-                "webui_url": None,
+                "webui_url": f"http://{service.address}" if service.address else None,
                 "features": [],
             },
             "zookeeper_config": {

@@ -58,6 +58,27 @@ def read_int(doc: dict[str, Any], key: str, path: str, errors: Problems, default
     return int(value)
 
 
+def read_seconds(doc: dict[str, Any], key: str, path: str, errors: Problems, default: float, *,
+                 minimum: int = 0, maximum: float = MAX_SECONDS) -> float:
+    """Reads a time in whole seconds (``30``; ``30.0`` counts) from ``minimum`` to ``maximum``;
+    ``default`` when absent, null or wrong. Marathon's schema has these times as integers, and
+    clients read them into integers (go-marathon's health checks), so ``0.5`` is refused."""
+    value = doc.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        errors.add(f"{path}/{key}", "must be a whole number of seconds")
+        return default
+    if isinstance(value, float) and not value.is_integer():
+        errors.add(f"{path}/{key}", f"must be a whole number of seconds, not {value!r} (Marathon's schema "
+                   "has it as an integer, and clients read it as one)")
+        return default
+    if not minimum <= value <= maximum:
+        errors.add(f"{path}/{key}", f"must be from {minimum} to {num(maximum)} seconds")
+        return default
+    return float(value)
+
+
 def read_float(doc: dict[str, Any], key: str, path: str, errors: Problems, default: float, *,
                minimum: float, strict: bool = False, maximum: float = MAX_SECONDS) -> float:
     """``read_number`` that never returns None (``default`` when absent, null or wrong)."""
@@ -156,12 +177,12 @@ def _health_check(item: Any, at: str, errors: Problems, port_count: int | None) 
     return HealthCheckSpec(
         protocol=protocol, path="/" if path is None else path, port_index=port_index, port=port,
         command=command,
-        grace_period_seconds=read_float(obj, "gracePeriodSeconds", at, errors, 300.0, minimum=0),
-        interval_seconds=read_float(obj, "intervalSeconds", at, errors, 60.0, minimum=0, strict=True),
-        timeout_seconds=read_float(obj, "timeoutSeconds", at, errors, 20.0, minimum=0, strict=True),
+        grace_period_seconds=read_seconds(obj, "gracePeriodSeconds", at, errors, 300.0),
+        interval_seconds=read_seconds(obj, "intervalSeconds", at, errors, 60.0, minimum=1),
+        timeout_seconds=read_seconds(obj, "timeoutSeconds", at, errors, 20.0, minimum=1),
         max_consecutive_failures=read_int(obj, "maxConsecutiveFailures", at, errors, 3, minimum=0,
                                           maximum=MAX_FAILURES),
-        delay_seconds=read_float(obj, "delaySeconds", at, errors, 15.0, minimum=0),
+        delay_seconds=read_seconds(obj, "delaySeconds", at, errors, 15.0),
         ignore_http1xx=read_bool(obj, "ignoreHttp1xx", at, errors),
     )
 
@@ -265,8 +286,8 @@ def read_unreachable_strategy(doc: dict[str, Any], errors: Problems) -> Unreacha
     if not isinstance(value, dict):
         errors.add(at, "must be {\"inactiveAfterSeconds\", \"expungeAfterSeconds\"} or \"disabled\"")
         return UnreachableStrategy()
-    inactive = read_float(value, "inactiveAfterSeconds", at, errors, 300.0, minimum=0)
-    expunge = read_float(value, "expungeAfterSeconds", at, errors, 600.0, minimum=0)
+    inactive = read_seconds(value, "inactiveAfterSeconds", at, errors, 300.0)
+    expunge = read_seconds(value, "expungeAfterSeconds", at, errors, 600.0)
     if inactive > expunge:
         errors.add(f"{at}/expungeAfterSeconds", f"must be at least inactiveAfterSeconds ({num(inactive)}): "
                    "an instance is replaced before it is forgotten")

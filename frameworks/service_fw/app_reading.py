@@ -41,7 +41,13 @@ Choices where Marathon leaves room (or differs between versions):
 - **Resources**: cpus > 0 (default 1) and mem > 0 MB (default 128), as the batch framework
   (Marathon's schema allows 0, but a task needs something to run on); disk >= 0; gpus a whole
   number >= 0; cpus and gpus at most 1e6, mem and disk at most 1e12 MB; instances 0..10,000;
-  times in seconds at most 1e9; backoffFactor from 1 to 1,000; the rendered app at most 64 KiB.
+  backoffFactor from 1 to 1,000; the rendered app at most 64 KiB.
+- **Times in seconds are whole numbers** (``30``, or ``30.0``), from 0 to 1e9, as Marathon's
+  schema has them (integers) and as clients read them (go-marathon reads health check times into
+  ints): health checks' ``gracePeriodSeconds``, ``intervalSeconds`` and ``timeoutSeconds`` (both
+  at least 1), ``delaySeconds``; ``backoffSeconds``, ``maxLaunchDelaySeconds``,
+  ``taskKillGracePeriodSeconds``, and ``unreachableStrategy``'s two times. ``backoffFactor`` and
+  the upgrade strategy's capacities are numbers, as in Marathon.
 - ``unreachableStrategy: "disabled"`` is read as both times ``UNREACHABLE_NEVER`` and rendered
   back as ``"disabled"``. ``args: []`` counts as no args. ``killSelection`` also accepts
   Marathon's ``YoungestFirst``/``OldestFirst``. Constraint operators are upper-cased.
@@ -300,7 +306,7 @@ def parse_app(doc: Any, *, app_id: str | None = None) -> AppSpec:
         kill_selection = "YOUNGEST_FIRST"
     grace = None
     if doc.get("taskKillGracePeriodSeconds") is not None:
-        grace = parts.read_float(doc, "taskKillGracePeriodSeconds", "", errors, 0.0, minimum=0)
+        grace = parts.read_seconds(doc, "taskKillGracePeriodSeconds", "", errors, 0.0)
     spec = AppSpec(
         id=the_id, cmd=cmd, args=args,
         user=read_string(doc, "user", "", errors, nonempty=True),
@@ -318,12 +324,11 @@ def parse_app(doc: Any, *, app_id: str | None = None) -> AppSpec:
         health_checks=parts.read_health_checks(doc, errors, port_count if ports_ok else None),
         upgrade_strategy=parts.read_upgrade_strategy(doc, errors),
         unreachable_strategy=parts.read_unreachable_strategy(doc, errors),
-        backoff_seconds=parts.read_float(doc, "backoffSeconds", "", errors, DEFAULT_BACKOFF_SECONDS,
-                                         minimum=0),
+        backoff_seconds=parts.read_seconds(doc, "backoffSeconds", "", errors, DEFAULT_BACKOFF_SECONDS),
         backoff_factor=parts.read_float(doc, "backoffFactor", "", errors, DEFAULT_BACKOFF_FACTOR, minimum=1,
                                         maximum=MAX_BACKOFF_FACTOR),
-        max_launch_delay_seconds=parts.read_float(doc, "maxLaunchDelaySeconds", "", errors,
-                                                  DEFAULT_MAX_LAUNCH_DELAY, minimum=0),
+        max_launch_delay_seconds=parts.read_seconds(doc, "maxLaunchDelaySeconds", "", errors,
+                                                    DEFAULT_MAX_LAUNCH_DELAY),
         kill_selection=_KILL_SELECTIONS[kill_selection],
         task_kill_grace_period_seconds=grace,
         dependencies=_read_dependencies(doc, the_id, errors),

@@ -10,6 +10,9 @@ Marathon's (``resolve_embeds``): ``tasks`` (which brings ``deployments``, as in 
 (always an empty ``readinessCheckResults``: Mensa has no readiness checks); ``taskStats`` and
 unknown names are ignored, as Marathon ignores them.
 
+Every object holds only fields Marathon defines: the official ``marathon`` Python client builds
+its models with ``cls(**fields)`` and fails on any other (so no ``agentId`` beside ``slaveId``).
+
 ``task_json`` is one entry of ``/v2/tasks``; ``queue_json`` one entry of ``/v2/queue``;
 ``parse_label_selector`` reads Marathon's ``label`` query (``select_apps`` applies it with the
 ``id`` and ``cmd`` filters).
@@ -24,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import math
 import re
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from mensa.frameworks.service_fw.app_reading import app_json
 from mensa.frameworks.service_fw.apps import AppSpec
-from mensa.frameworks.service_fw.events import iso
+from mensa.frameworks.service_fw.events import ip_addresses, iso
 from mensa.frameworks.service_fw.instances import Instance
 from mensa.frameworks.service_fw.matching import REASONS
 
@@ -95,15 +97,6 @@ _iso = functools.lru_cache(maxsize=16384)(iso)  # tasks launched together share 
 _quote = json.encoder.encode_basestring_ascii  # a JSON string literal, as json.dumps writes it
 
 
-@functools.lru_cache(maxsize=4096)
-def _ip_addresses(host: str) -> tuple[tuple[str, str], ...]:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return ()
-    return ((str(address), f"IPv{address.version}"),)
-
-
 def _health(inst: Instance, has_checks: bool) -> list[dict[str, Any]]:
     if not has_checks or inst.healthy is None:
         return []
@@ -125,13 +118,12 @@ def task_json(inst: Instance, ports: list[int], has_checks: bool) -> dict[str, A
         "ports": list(inst.host_ports),
         "servicePorts": ports,
         "slaveId": inst.agent_id,
-        "agentId": inst.agent_id,
         "stagedAt": _iso(inst.staged_at) if inst.staged_at else None,
         "startedAt": _iso(inst.started_at) if inst.started_at is not None else None,
         "version": inst.version,
         "state": inst.state,
         "healthCheckResults": _health(inst, has_checks),
-        "ipAddresses": [{"ipAddress": a, "protocol": p} for a, p in _ip_addresses(inst.hostname)],
+        "ipAddresses": [{"ipAddress": a, "protocol": p} for a, p in ip_addresses(inst.hostname)],
         "localVolumes": [],
     }
 
@@ -139,8 +131,7 @@ def task_json(inst: Instance, ports: list[int], has_checks: bool) -> dict[str, A
 def task_text(inst: Instance, ports: list[int], has_checks: bool) -> str:
     """``task_json`` encoded as JSON text, written out by hand (a few times faster than
     ``json.dumps`` of the dict, which matters for 10,000 tasks)."""
-    addresses = _ip_addresses(inst.hostname)
-    agent = _quote(inst.agent_id)
+    addresses = ip_addresses(inst.hostname)
     health = "[]"
     if has_checks and inst.healthy is not None:
         task = _quote(inst.task_id)
@@ -154,7 +145,7 @@ def task_text(inst: Instance, ports: list[int], has_checks: bool) -> str:
         '{"id":', _quote(inst.task_id), ',"appId":', _quote(inst.app_id), ',"host":', _quote(inst.hostname),
         ',"ports":[', ",".join([str(int(p)) for p in inst.host_ports]),
         '],"servicePorts":[', ",".join([str(int(p)) for p in ports]),
-        '],"slaveId":', agent, ',"agentId":', agent,
+        '],"slaveId":', _quote(inst.agent_id),
         ',"stagedAt":', _quote(_iso(inst.staged_at)) if inst.staged_at else "null",
         ',"startedAt":', "null" if inst.started_at is None else _quote(_iso(inst.started_at)),
         ',"version":', _quote(inst.version), ',"state":', _quote(inst.state),
@@ -414,10 +405,12 @@ def _reject_summary(entry: QueueEntry) -> list[dict[str, Any]]:
 
 
 def queue_json(entry: QueueEntry, now: float, *, last_unused_offers: bool = False) -> dict[str, Any]:
-    """One entry of ``/v2/queue``: how many instances wait, the launch backoff (``delay``:
-    ``overdue`` once it is over), what offers it was refused for (``processedOffersSummary``),
-    Mensa's ``message`` saying in words why it waits, the app, and with ``last_unused_offers``
-    the latest offers it could not use."""
+    """One entry of ``/v2/queue``, with Marathon's fields only (clients build typed objects from
+    it and refuse unknown fields): how many instances wait, the launch backoff (``delay``:
+    ``overdue`` once it is over), what offers it was refused for (``processedOffersSummary``), the
+    app, and with ``last_unused_offers`` the latest offers it could not use. Mensa's sentence
+    saying in words why it waits is ``processedOffersSummary.message`` (clients keep that object
+    as it comes)."""
     left = 0.0 if entry.delay_until is None else max(0.0, entry.delay_until - now)
     app = app_json(entry.spec)
     reject = _reject_summary(entry)
@@ -432,9 +425,9 @@ def queue_json(entry: QueueEntry, now: float, *, last_unused_offers: bool = Fals
             "lastUsedOfferAt": None if entry.last_used_at is None else iso(entry.last_used_at),
             "rejectSummaryLastOffers": reject,
             "rejectSummaryLaunchAttempt": reject,
+            "message": entry.message,
         },
         "app": app,
-        "message": entry.message,
     }
     if last_unused_offers:
         doc["lastUnusedOffers"] = [

@@ -95,7 +95,7 @@ def test_the_standby_redirects_and_takes_the_app_over_without_relaunching_it(ser
     procs = [start_service(ha, "service1", zk_uri), start_service(ha, "service2", zk_uri)]
     leader = leading_service(procs)
     [standby] = [p for p in procs if p is not leader]
-    leader_address = info(leader)["address"]
+    leader_address = info(leader)["leader"]
 
     # The standby sends /v2 to the leader (once it has read the election's znodes).
     def redirected() -> tuple[int, str | None] | None:

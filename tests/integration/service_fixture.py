@@ -54,7 +54,7 @@ def http_app(app_id: str, instances: int = 3, cmd: str = SERVE, **extra: Any) ->
     """A tiny HTTP server app with one port and a quick HTTP health check."""
     app: dict[str, Any] = {"id": app_id, "cmd": cmd, "instances": instances, "cpus": 0.05, "mem": 32,
                            "portDefinitions": [{"port": 0, "name": "http"}], "healthChecks": [QUICK_CHECK],
-                           "backoffSeconds": 0.5, "backoffFactor": 1.0}
+                           "backoffSeconds": 1, "backoffFactor": 1.0}
     app.update(extra)
     return app
 

@@ -104,7 +104,8 @@ def test_unique_hostname_places_one_instance_per_agent_and_the_fourth_waits(serv
         return entry if entry and declined_for(entry, "UnfulfilledConstraint") > 0 else None
     entry = wait_until(why, what="the queue to say the fourth instance waits for the constraint")
     assert entry["count"] == 1
-    assert "UNIQUE" in entry["message"] or "hostname" in entry["message"], entry["message"]
+    why = entry["processedOffersSummary"]["message"]
+    assert "UNIQUE" in why or "hostname" in why, why
     assert [d["id"] for d in service.deployments()] == [deployment]
     assert len(service.tasks("/uniq")) == 3
 

@@ -104,7 +104,7 @@ class QueueTest(ApiCase):
         assert (summary["processedOffersCount"], summary["unusedOffersCount"]) == (1, 1)
         cpus = next(r for r in summary["rejectSummaryLastOffers"] if r["reason"] == "InsufficientCpus")
         assert cpus == {"reason": "InsufficientCpus", "declined": 1, "processed": 1}
-        assert "cpus" in entry["message"] and "lastUnusedOffers" not in entry
+        assert "cpus" in summary["message"] and "lastUnusedOffers" not in entry and "message" not in entry
         [offer] = self.call("GET", "/v2/queue?embed=lastUnusedOffers")[2]["queue"][0]["lastUnusedOffers"]
         assert offer["offer"]["hostname"] == "h1" and offer["reason"] == ["InsufficientCpus"]
 
@@ -115,7 +115,7 @@ class QueueTest(ApiCase):
         self.service.update(task_id, "TASK_FAILED")
         [entry] = self.call("GET", "/v2/queue")[2]["queue"]
         assert entry["delay"] == {"timeLeftSeconds": 30, "overdue": False}
-        assert "backoff" in entry["message"]
+        assert "backoff" in entry["processedOffersSummary"]["message"]
 
         status, _h, body = self.call("DELETE", "/v2/queue/web/delay")
         assert status == 204 and body is None
@@ -138,6 +138,10 @@ class InstanceTest(ApiCase):
         assert info["marathon_config"]["master"] == "127.0.0.1:5050"
         assert info["http_config"]["http_port"] == 8080
         assert info["event_subscriber"]["type"] == "sse"
+        # Marathon's fields only (the marathon client refuses others); the address is the web UI's.
+        assert set(info) == {"name", "version", "buildref", "elected", "leader", "frameworkId",
+                             "marathon_config", "zookeeper_config", "http_config", "event_subscriber"}
+        assert info["marathon_config"]["webui_url"] == "http://127.0.0.1:8080"
         assert self.call("GET", "/v2/leader")[2] == {"leader": "127.0.0.1:8080"}
 
         metrics = self.call("GET", "/v2/metrics")[2]

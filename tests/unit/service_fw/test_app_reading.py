@@ -420,6 +420,38 @@ def test_bad_health_checks(check: Any, extra: dict[str, Any], path: str) -> None
     assert path in problems(app(healthChecks=[check], **extra))
 
 
+@pytest.mark.parametrize("key", ["gracePeriodSeconds", "intervalSeconds", "timeoutSeconds", "delaySeconds"])
+def test_health_check_times_are_whole_seconds(key: str) -> None:
+    # Marathon's schema has them as integers, and go-marathon reads them into ints.
+    [reason] = problems(app(healthChecks=[{key: 2.5}]))[f"/healthChecks/0/{key}"]
+    assert "whole number of seconds" in reason and "2.5" in reason
+    spec = parse_app(app(healthChecks=[{key: 2.0}]))  # a whole float counts, rendered as an integer
+    rendered = app_json(spec)["healthChecks"][0][key]
+    assert rendered == 2 and isinstance(rendered, int)
+    failures = problems(app(healthChecks=[{"maxConsecutiveFailures": 2.5}]))
+    assert "/healthChecks/0/maxConsecutiveFailures" in failures
+
+
+@pytest.mark.parametrize(("doc", "path"), [
+    ({"backoffSeconds": 0.5}, "/backoffSeconds"),
+    ({"maxLaunchDelaySeconds": 60.5}, "/maxLaunchDelaySeconds"),
+    ({"taskKillGracePeriodSeconds": 1.5}, "/taskKillGracePeriodSeconds"),
+    ({"unreachableStrategy": {"inactiveAfterSeconds": 0.5}}, "/unreachableStrategy/inactiveAfterSeconds"),
+    ({"unreachableStrategy": {"expungeAfterSeconds": 700.5}}, "/unreachableStrategy/expungeAfterSeconds"),
+])
+def test_app_times_are_whole_seconds_as_in_marathons_schema(doc: dict[str, Any], path: str) -> None:
+    [reason] = problems(app(**doc))[path]
+    assert "whole number of seconds" in reason
+
+
+def test_backoff_factor_and_capacities_may_be_fractions() -> None:
+    spec = parse_app(app(backoffFactor=1.5, backoffSeconds=3.0,
+                         upgradeStrategy={"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.25}))
+    assert (spec.backoff_factor, spec.backoff_seconds) == (1.5, 3.0)
+    assert app_json(spec)["backoffSeconds"] == 3 and isinstance(app_json(spec)["backoffSeconds"], int)
+    round_trips(spec)
+
+
 def test_a_health_check_on_a_missing_port_says_how_many_the_app_has() -> None:
     reason = problems(app(ports=[0, 0], healthChecks=[{"portIndex": 2}]))["/healthChecks/0/portIndex"][0]
     assert "2 ports" in reason
@@ -595,7 +627,7 @@ def test_a_full_app_round_trips() -> None:
                                                    "portMappings": [{"containerPort": 8080, "name": "http"}],
                                                    "parameters": [{"key": "memory-swap", "value": "-1"}]}},
         "constraints": [["hostname", "UNIQUE"], ["rack", "GROUP_BY", "2"]],
-        "healthChecks": [{"protocol": "HTTP", "path": "/ping", "portIndex": 0, "intervalSeconds": 2.5}],
+        "healthChecks": [{"protocol": "HTTP", "path": "/ping", "portIndex": 0, "intervalSeconds": 2.0}],
         "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.25},
         "unreachableStrategy": {"inactiveAfterSeconds": 30, "expungeAfterSeconds": 60},
         "backoffSeconds": 3, "backoffFactor": 2, "maxLaunchDelaySeconds": 120,
@@ -605,13 +637,15 @@ def test_a_full_app_round_trips() -> None:
     })
     round_trips(spec)
     doc = app_json(spec)
-    assert doc["healthChecks"][0]["intervalSeconds"] == 2.5
+    interval = doc["healthChecks"][0]["intervalSeconds"]
+    assert interval == 2 and isinstance(interval, int)  # Marathon's integer
     assert doc["healthChecks"][0]["gracePeriodSeconds"] == 300 and isinstance(doc["cpus"], float)
     assert isinstance(doc["disk"], int)  # whole numbers render as integers, as Marathon's do
 
 
 _names = st.from_regex(r"[a-z][a-z0-9]{0,5}", fullmatch=True)
-_seconds = st.one_of(st.integers(0, 10**6), st.floats(0, 1e6, allow_nan=False, allow_infinity=False))
+_seconds = st.one_of(st.integers(0, 10**6), st.integers(0, 10**6).map(float))  # whole seconds
+_sizes = st.floats(0, 1e6, allow_nan=False, allow_infinity=False)
 _short_maps = st.dictionaries(_names, st.text(max_size=5), max_size=3)
 _port_defs = st.lists(st.fixed_dictionaries(
     {"port": st.integers(0, 65535)},
@@ -631,7 +665,7 @@ _docs = st.fixed_dictionaries(
     {"id": st.lists(_names, min_size=1, max_size=3).map("/".join), "cmd": st.text(min_size=1, max_size=10)},
     optional={
         "instances": st.integers(0, 100), "cpus": st.floats(0.01, 64), "mem": st.floats(1, 1e5),
-        "disk": _seconds, "gpus": st.integers(0, 4), "env": _short_maps, "labels": _short_maps,
+        "disk": _sizes, "gpus": st.integers(0, 4), "env": _short_maps, "labels": _short_maps,
         "portDefinitions": _port_defs,
         "requirePorts": st.booleans(), "healthChecks": _checks, "constraints": _constraints,
         "upgradeStrategy": st.fixed_dictionaries({"minimumHealthCapacity": st.floats(0, 0.99),

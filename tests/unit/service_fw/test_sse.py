@@ -11,6 +11,10 @@ from typing import Any
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.testing import gen_test
 
+from mensa.frameworks.service_fw import events
+from mensa.frameworks.service_fw.app_reading import app_json, parse_app
+from mensa.frameworks.service_fw.deployments import RESTART, START, STOP, Action, Deployment
+from mensa.frameworks.service_fw.instances import Instance
 from mensa.frameworks.service_fw.sse import KEEPALIVE, EventBus, frame
 
 from .service_api_harness import ApiCase
@@ -18,6 +22,77 @@ from .service_api_harness import ApiCase
 
 def event(kind: str, **fields: Any) -> dict[str, Any]:
     return {"eventType": kind, "timestamp": "2026-11-22T10:00:00.000Z", **fields}
+
+
+# -- the documents ---------------------------------------------------------------------------------
+# Exactly Marathon's fields: the marathon client builds typed objects from some of them (a plan,
+# ip addresses) and refuses any field it does not know there.
+
+NOW = 1_900_000_000.0
+INST = Instance(task_id="shop_web.t1", app_id="/shop/web", version="v2", agent_id="a1", hostname="10.0.0.7",
+                host_ports=(31005,), state="TASK_RUNNING", healthy=False, message="HTTP 500")
+
+
+def test_a_status_update_has_marathons_fields() -> None:
+    doc = events.status_update(INST, NOW).doc
+    assert doc == {
+        "eventType": "status_update_event", "timestamp": events.iso(NOW), "slaveId": "a1",
+        "taskId": "shop_web.t1", "taskStatus": "TASK_RUNNING", "message": "HTTP 500", "appId": "/shop/web",
+        "host": "10.0.0.7", "ports": [31005], "version": "v2",
+        "ipAddresses": [{"ipAddress": "10.0.0.7", "protocol": "IPv4"}]}
+    named = Instance(task_id="web.t2", app_id="/web", version="v1", hostname="node-1.example")
+    assert events.status_update(named, NOW).doc["ipAddresses"] == []  # a name, not an address
+
+
+def test_health_events_have_marathons_fields() -> None:
+    changed = events.health_changed(INST, NOW).doc
+    assert set(changed) == {"eventType", "timestamp", "appId", "taskId", "instanceId", "version", "alive"}
+    assert changed["alive"] is False and changed["instanceId"] == "shop_web.t1"
+    killed = events.unhealthy_killed(INST, NOW).doc
+    assert killed == {"eventType": "unhealthy_instance_kill_event", "timestamp": events.iso(NOW),
+                      "appId": "/shop/web", "taskId": "shop_web.t1", "instanceId": "shop_web.t1",
+                      "version": "v2", "reason": "HTTP 500", "host": "10.0.0.7", "slaveId": "a1"}
+    assert events.app_terminated("/web", NOW).doc == {"eventType": "app_terminated_event",
+                                                      "timestamp": events.iso(NOW), "appId": "/web"}
+
+
+OLD_WEB = parse_app({"id": "/shop/web", "cmd": "sleep 1"})
+NEW_WEB = parse_app({"id": "/shop/web", "cmd": "sleep 2"})
+DB = parse_app({"id": "/db", "cmd": "db"})
+GONE = parse_app({"id": "/shop/old/job", "cmd": "job"})
+
+
+def group(group_id: str, version: str | None, apps: list[dict[str, Any]],
+          groups: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"id": group_id, "apps": apps, "groups": groups, "pods": [], "dependencies": [],
+            "version": version}
+
+
+def test_a_deployment_plan_is_marathons_with_the_apps_in_their_groups() -> None:
+    steps = [[Action(START, "/db")], [Action(RESTART, "/shop/web"), Action(STOP, "/shop/old/job")]]
+    dep = Deployment(id="d1", version="2030-01-01T00:00:00.000Z", steps=steps,
+                     original={"/db": None, "/shop/web": OLD_WEB, "/shop/old/job": GONE},
+                     target={"/db": DB, "/shop/web": NEW_WEB, "/shop/old/job": None}, started_at=NOW)
+    info = events.deployment("deployment_info", dep, NOW).doc
+    assert set(info) == {"eventType", "timestamp", "plan", "currentStep"}
+    assert info["plan"] == {
+        "id": "d1", "version": "2030-01-01T00:00:00.000Z",
+        "original": group("/", None, [], [group("/shop", None, [app_json(OLD_WEB)],
+                                                [group("/shop/old", None, [app_json(GONE)], [])])]),
+        "target": group("/", dep.version, [app_json(DB)],
+                        [group("/shop", dep.version, [app_json(NEW_WEB)], [])]),
+        "steps": [{"actions": [{"action": START, "app": "/db"}]},
+                  {"actions": [{"action": RESTART, "app": "/shop/web"},
+                               {"action": STOP, "app": "/shop/old/job"}]}]}
+    assert info["currentStep"] == {"actions": [{"action": START, "app": "/db"}]}
+    dep.current_step = 1
+    step = events.deployment("deployment_step_success", dep, NOW).doc
+    assert step["currentStep"]["actions"][0] == {"action": RESTART, "app": "/shop/web"}
+    assert step["plan"] == info["plan"]
+    for kind in ("deployment_success", "deployment_failed"):
+        done = events.deployment(kind, dep, NOW).doc
+        assert set(done) == {"eventType", "timestamp", "id", "plan"} and done["id"] == "d1"
+        assert done["plan"] == info["plan"]
 
 
 # -- the bus ---------------------------------------------------------------------------------------
