@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -50,3 +50,16 @@ def prometheus_text(families: list[Metric], accept: str | None = None) -> tuple[
     registry.register(_Families(families))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
+
+
+def framework_families(framework: str, metrics: Mapping[str, float], gauges: frozenset[str]) -> list[Metric]:
+    """A bundled framework's snapshot as Prometheus families: ``<framework>/x`` becomes
+    ``mensa_<framework>_x``, a gauge when ``x`` is in ``gauges``, else a counter
+    (``..._total``)."""
+    families: list[Metric] = []
+    for key, value in metrics.items():
+        short = key.removeprefix(f"{framework}/")
+        name = f"mensa_{framework}_" + short.replace("/", "_").replace(".", "_")
+        family = GaugeMetricFamily if short in gauges else CounterMetricFamily
+        families.append(family(name, f"The {framework} framework's {short.replace('_', ' ')}.", value=value))
+    return families

@@ -37,9 +37,9 @@ import structlog
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
-from mensa.deploy.prometheus import prometheus_text
+from mensa.deploy.prometheus import framework_families, prometheus_text
 from mensa.frameworks.batch_fw import jobs
 from mensa.frameworks.batch_fw.engine import Conflict, NotFound
 from mensa.frameworks.batch_fw.runs import iso
@@ -285,15 +285,8 @@ GAUGES = frozenset({"leading", "uptime_secs", "jobs", "runs_active", "runs_waiti
 
 
 def metric_families(metrics: dict[str, float]) -> list[Metric]:
-    """The snapshot as Prometheus families: ``batch/x`` becomes ``mensa_batch_x`` (a gauge) or
-    ``mensa_batch_x_total`` (a counter)."""
-    families: list[Metric] = []
-    for key, value in metrics.items():
-        short = key.removeprefix("batch/")
-        name = "mensa_batch_" + short.replace("/", "_").replace(".", "_")
-        family = GaugeMetricFamily if short in GAUGES else CounterMetricFamily
-        families.append(family(name, f"The batch framework's {short.replace('_', ' ')}.", value=value))
-    return families
+    """The snapshot as Prometheus families (``deploy.prometheus.framework_families``)."""
+    return framework_families("batch", metrics, GAUGES)
 
 
 # -- wiring ----------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
-from mensa.deploy.prometheus import prometheus_text
+from mensa.deploy.prometheus import framework_families, prometheus_text
 from mensa.frameworks.service_fw.api import ApiError, Base, Leading, Service, query_values, unique
 from mensa.frameworks.service_fw.api_apps import app_id_of, endpoints_text
 from mensa.frameworks.service_fw.records import MAX_VERSIONS
@@ -204,15 +204,8 @@ def metrics_snapshot(service: Service, now: float) -> dict[str, float]:
 
 
 def metric_families(metrics: dict[str, float]) -> list[Metric]:
-    """The snapshot as Prometheus families: ``service/x`` becomes ``mensa_service_x`` (a gauge) or
-    ``mensa_service_x_total`` (a counter)."""
-    families: list[Metric] = []
-    for key, value in metrics.items():
-        short = key.removeprefix("service/")
-        name = "mensa_service_" + short.replace("/", "_").replace(".", "_")
-        family = GaugeMetricFamily if short in GAUGES else CounterMetricFamily
-        families.append(family(name, f"The service framework's {short.replace('_', ' ')}.", value=value))
-    return families
+    """The snapshot as Prometheus families (``deploy.prometheus.framework_families``)."""
+    return framework_families("service", metrics, GAUGES)
 
 
 class MetricsHandler(Base):
