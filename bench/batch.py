@@ -41,7 +41,7 @@ from typing import Any
 
 from mensa.bench import standalone
 from mensa.bench.launch import LaunchBench, percentile
-from mensa.deploy.processes import ManagedProcess, kill_processes_under, mensa_argv
+from mensa.deploy.processes import ManagedProcess, agent_ports, kill_processes_under, mensa_argv
 from mensa.deploy.runtime import configure_logging
 from mensa.frameworks import SchedulerDriver
 from mensa.frameworks.batch_fw.cron import CronSchedule
@@ -365,7 +365,7 @@ def start_cluster(root: Path, args: argparse.Namespace, procs: list[ManagedProce
     isolation = () if args.isolation else ("--isolation", "rlimits", "--pid-namespace", "off")
     agents = []
     for i in range(args.agents):
-        ports = f"ports:[{31000 + i * 1000}-{31999 + i * 1000}]"
+        ports = agent_ports(i)
         agent = ManagedProcess(f"agent{i}", mensa_argv(
             "agent", "--master", address, "--work-dir", str(root / f"agent{i}"), "--http-port", "0",
             "--resources", f"{args.agent_resources};{ports}", "--hostname", f"agent{i}",

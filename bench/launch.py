@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mensa.deploy.processes import ManagedProcess, kill_processes_under, mensa_argv
+from mensa.deploy.processes import ManagedProcess, agent_ports, kill_processes_under, mensa_argv
 from mensa.deploy.runtime import configure_logging
 from mensa.frameworks import Scheduler, SchedulerDriver, is_terminal
 from mensa.proto import mensa_pb2
@@ -46,7 +46,7 @@ def start_cluster(
     procs.append(master)
     address = f"127.0.0.1:{master.endpoints()['zmq_port']}"
     for i in range(agents):
-        ports = f"ports:[{31000 + i * 1000}-{31999 + i * 1000}]"
+        ports = agent_ports(i)
         agent = ManagedProcess(f"agent{i}", mensa_argv(
             "agent", "--master", address, "--work-dir", str(root / f"agent{i}"), "--http-port", "0",
             "--resources", f"cpus:64;mem:65536;disk:1000;{ports}", "--log-level", "warning",

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mensa.deploy.processes import ManagedProcess, mensa_argv
+from mensa.deploy.processes import ManagedProcess, agent_ports, mensa_argv
 
 EXAMPLE = "mensa.frameworks.examples.hello:HelloScheduler"
 
@@ -128,6 +128,11 @@ def _start_service(root: Path, address: str, port: int, log_flags: list[str]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        for i in range(args.agents):
+            agent_ports(i)  # each agent's ports must exist below the ephemeral range
+    except ValueError as exc:
+        raise SystemExit(f"mensa local: --agents: {exc}") from None
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="mensa-local-")).resolve()
     log_flags = ["--log-format", args.log_format, "--log-level", args.log_level]
     started: list[ManagedProcess] = []
@@ -148,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         address = f"127.0.0.1:{ep['zmq_port']}"
         http = f"http://127.0.0.1:{ep['http_port']}"
         for i in range(args.agents):
-            ports = f"ports:[{31000 + i * 1000}-{31999 + i * 1000}]"
+            ports = agent_ports(i)
             agent_dir = root / f"agent{i + 1}"
             agent = ManagedProcess(f"agent{i + 1}", mensa_argv(
                 "agent", "--master", address, "--work-dir", str(agent_dir), "--http-port", "0",

@@ -24,6 +24,25 @@ def mensa_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "mensa.deploy.cli", *args]
 
 
+# Host ports handed to tasks must stay below Linux's ephemeral range (32768-60999 by default):
+# a port in it may already be the local end of some outgoing connection, and a task told to
+# listen there fails with "address already in use".
+AGENT_PORTS_START = 31000
+AGENT_PORTS_END = 32767
+AGENT_PORTS_EACH = 100
+
+
+def agent_ports(index: int) -> str:
+    """The ``ports`` resource of the ``index``-th (from 0) agent of a local cluster: 100 ports
+    each from 31000, all below the ephemeral range; ValueError past the 17th agent."""
+    begin = AGENT_PORTS_START + index * AGENT_PORTS_EACH
+    end = begin + AGENT_PORTS_EACH - 1
+    if index < 0 or end > AGENT_PORTS_END:
+        raise ValueError(f"at most {(AGENT_PORTS_END - AGENT_PORTS_START + 1) // AGENT_PORTS_EACH} "
+                         "agents get ports below the ephemeral range (32768)")
+    return f"ports:[{begin}-{end}]"
+
+
 @dataclass
 class ManagedProcess:
     """A child process with a log file and a work directory."""

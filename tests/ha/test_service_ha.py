@@ -84,7 +84,7 @@ def service_ha(ha: HACluster) -> HACluster:
     ha.start_master("master1")
     ha.wait_leader()
     ha.start_agent("agent1", "cpus:2;mem:2048;disk:100;ports:[31000-31019]")
-    ha.start_agent("agent2", "cpus:2;mem:2048;disk:100;ports:[32000-32019]")
+    ha.start_agent("agent2", "cpus:2;mem:2048;disk:100;ports:[31100-31119]")
     wait_until(lambda: len(ha.state()["agents"]) == 2, what="two agents")
     return ha
 

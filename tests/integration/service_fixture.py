@@ -36,9 +36,11 @@ SERVE_ELSEWHERE = f"exec {PYTHON} -m http.server 0 --bind 127.0.0.1"
 QUICK_CHECK = {"protocol": "HTTP", "path": "/", "portIndex": 0, "delaySeconds": 0, "gracePeriodSeconds": 5,
                "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 2}
 
+# Port ranges below the kernel's ephemeral range (32768+): a port there may be the local end of
+# an outgoing connection, and a task told to listen on it fails ("address already in use").
 AGENTS = (("agent1", "ports:[31000-31019]", "rack:r1"),
-          ("agent2", "ports:[32000-32019]", "rack:r2"),
-          ("agent3", "ports:[33000-33019]", "rack:r3"))
+          ("agent2", "ports:[31100-31119]", "rack:r2"),
+          ("agent3", "ports:[31200-31219]", "rack:r3"))
 
 
 def three_agents(cluster: Cluster) -> None:

@@ -23,7 +23,7 @@ from service_fixture import (
 
 from mensa.deploy.processes import mensa_argv
 
-AGENT_PORTS = {"agent1": range(31000, 31020), "agent2": range(32000, 32020), "agent3": range(33000, 33020)}
+AGENT_PORTS = {"agent1": range(31000, 31020), "agent2": range(31100, 31120), "agent3": range(31200, 31220)}
 
 
 @pytest.fixture
