@@ -351,6 +351,30 @@ def raw_launch_rate(master: str, tasks: int, timeout: float) -> float | None:
 # -- the cluster -----------------------------------------------------------------------------------
 
 
+BENCH_FAILURES = (TimeoutError, RuntimeError, OSError, http.client.HTTPException)
+
+
+def report_failure(bench: str, exc: BaseException, procs: list[ManagedProcess]) -> int:
+    """Prints why a benchmark stopped and the tail of each process's log; returns 1."""
+    print(f"mensa bench {bench}: failed: {exc}")
+    for proc in procs:
+        if proc.log_path and proc.log_path.exists():
+            print(f"===== {proc.name} =====\n" + proc.log_path.read_text()[-3000:])
+    return 1
+
+
+def clean_up(procs: list[ManagedProcess], root: Path, keep: bool) -> None:
+    """Stops every process started (by pid, newest first) and anything left under ``root``,
+    then removes ``root`` unless ``keep``."""
+    for proc in reversed(procs):
+        proc.stop()
+    kill_processes_under(root)
+    if keep:
+        print(f"  work directory kept: {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def start_cluster(root: Path, args: argparse.Namespace, procs: list[ManagedProcess],
                   command: str) -> tuple[str, int]:
     """Starts a standalone master (``args.allocation_interval``), ``args.agents`` agents
@@ -502,23 +526,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             print()
         return 0 if ok else 1
-    except (TimeoutError, RuntimeError, OSError, http.client.HTTPException) as exc:
-        print(f"mensa bench batch: failed: {exc}")
-        for proc in procs:
-            if proc.log_path and proc.log_path.exists():
-                print(f"===== {proc.name} =====\n" + proc.log_path.read_text()[-3000:])
-        return 1
+    except BENCH_FAILURES as exc:
+        return report_failure("batch", exc, procs)
     finally:
         stop.set()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        for proc in reversed(procs):
-            proc.stop()
-        kill_processes_under(root)
-        if args.keep:
-            print(f"  work directory kept: {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        clean_up(procs, root, args.keep)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import pstats
-import shutil
 import signal
 import socket
 import tempfile
@@ -51,9 +50,18 @@ from pathlib import Path
 from typing import Any
 
 from mensa.bench import standalone
-from mensa.bench.batch import Api, add_cluster_arguments, interrupt, spread, start_cluster
+from mensa.bench.batch import (
+    BENCH_FAILURES,
+    Api,
+    add_cluster_arguments,
+    clean_up,
+    interrupt,
+    report_failure,
+    spread,
+    start_cluster,
+)
 from mensa.bench.launch import percentile
-from mensa.deploy.processes import ManagedProcess, kill_processes_under
+from mensa.deploy.processes import ManagedProcess
 from mensa.deploy.runtime import configure_logging
 from mensa.proto import mensa_pb2
 from mensa.proto.resources import Resources
@@ -587,22 +595,12 @@ def run(args: argparse.Namespace) -> int:
             ok = ok and listing.complete
         report_targets(launch, listing)
         return 0 if ok else 1
-    except (TimeoutError, RuntimeError, OSError, http.client.HTTPException) as exc:
-        print(f"mensa bench service: failed: {exc}")
-        for proc in procs:
-            if proc.log_path and proc.log_path.exists():
-                print(f"===== {proc.name} =====\n" + proc.log_path.read_text()[-3000:])
-        return 1
+    except BENCH_FAILURES as exc:
+        return report_failure("service", exc, procs)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        for proc in reversed(procs):
-            proc.stop()
-        kill_processes_under(root)
-        if args.keep:
-            print(f"  work directory kept: {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        clean_up(procs, root, args.keep)
 
 
 if __name__ == "__main__":
